@@ -1,0 +1,20 @@
+"""The pack's ComfyUI nodes (V3). Each module is one feature; this file lists them."""
+from comfy_api.latest import ComfyExtension, io
+
+from .capture import CoSCaptureX0
+from .decode import CoSDecodeSteps
+from .sampler import CoSSampler
+from .trace_io import CoSLoadTrace, CoSSaveTrace
+from .videos import CoSSaveStepVideos
+
+NODES: list[type[io.ComfyNode]] = [CoSSampler, CoSCaptureX0, CoSDecodeSteps, CoSSaveStepVideos, CoSSaveTrace,
+                                   CoSLoadTrace]
+
+
+class ChainOfStepsExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> ChainOfStepsExtension:
+    return ChainOfStepsExtension()

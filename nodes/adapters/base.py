@@ -1,0 +1,88 @@
+"""The adapter interface and checks shared by every architecture."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import comfy.model_sampling
+
+
+@dataclass(frozen=True)
+class LatentInfo:
+    """How a model's latent maps to pixels.
+
+    Attributes:
+        name: latent format class name, e.g. "Wan21".
+        channels: latent channels C.
+        temporal_stride: pixel frames per latent frame (Wan: 4; latent frame 0 is pixel frame 0).
+        spatial_stride: pixels per latent cell along H and W (Wan2.1 VAE: 8).
+        rgb_factors: C×3 latent→RGB projection for model-space latents, or None.
+        rgb_bias: 3 values or None.
+    """
+
+    name: str
+    channels: int
+    temporal_stride: int
+    spatial_stride: int
+    rgb_factors: tuple | None
+    rgb_bias: tuple | None
+
+    @classmethod
+    def from_format(cls, fmt) -> "LatentInfo":
+        """From a ``comfy.latent_formats.LatentFormat`` instance."""
+        factors = getattr(fmt, "latent_rgb_factors", None)
+        bias = getattr(fmt, "latent_rgb_factors_bias", None)
+        return cls(
+            name=type(fmt).__name__,
+            channels=int(fmt.latent_channels),
+            temporal_stride=int(getattr(fmt, "temporal_downscale_ratio", 1)),
+            spatial_stride=int(getattr(fmt, "spacial_downscale_ratio", 8)),
+            rgb_factors=tuple(tuple(r) for r in factors) if factors is not None else None,
+            rgb_bias=tuple(bias) if bias is not None else None,
+        )
+
+    def pixel_frames(self, latent_frame: int) -> tuple[int, int]:
+        """Inclusive pixel-frame range covered by ``latent_frame`` (frame 0 covers pixel 0 only)."""
+        if latent_frame == 0:
+            return 0, 0
+        s = self.temporal_stride
+        return (latent_frame - 1) * s + 1, latent_frame * s
+
+    def pixel_frame_count(self, latent_frames: int) -> int:
+        return (latent_frames - 1) * self.temporal_stride + 1
+
+
+class Adapter:
+    """What the pack needs to know about one architecture family."""
+
+    family = "base"
+
+    def matches(self, model) -> bool:
+        raise NotImplementedError
+
+    def latent_info(self, model) -> LatentInfo:
+        return LatentInfo.from_format(model.get_model_object("latent_format"))
+
+    def num_blocks(self, model) -> int:
+        raise NotImplementedError
+
+
+def require_flow_model(model, input_name: str) -> None:
+    """Raise ValueError unless ``model`` is a flow-matching (CONST) model, where x̂0 = x − σ·v."""
+    sampling = model.get_model_object("model_sampling")
+    if not isinstance(sampling, comfy.model_sampling.CONST):
+        raise ValueError(f"{input_name}: {type(sampling).__name__} is not a flow-matching model; the x̂0 of "
+                         "Chain-of-Steps needs a flow model (Wan2.x, LTX-2), e.g. through ModelSamplingSD3")
+
+
+def require_video_latent(latent: dict, model, input_name: str) -> None:
+    """Raise ValueError unless ``latent`` is a 5-D video latent matching the model's channels."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if samples is None or getattr(samples, "is_nested", False):
+        raise ValueError(f"{input_name}: expected a video LATENT (B, C, F, H, W)")
+    if samples.ndim != 5:
+        raise ValueError(f"{input_name}: expected a video latent (B, C, F, H, W) such as WanImageToVideo or "
+                         f"EmptyHunyuanLatentVideo give, got shape {tuple(samples.shape)}")
+    channels = int(model.get_model_object("latent_format").latent_channels)
+    if samples.shape[1] not in (channels, 4):  # 4: an empty SD-style latent ComfyUI widens itself
+        raise ValueError(f"{input_name}: the latent has {samples.shape[1]} channels but the model expects "
+                         f"{channels}; use the latent node that matches the model")

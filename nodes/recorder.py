@@ -1,0 +1,152 @@
+"""Recording x̂0 at every chosen step, with global step numbers across sampler stages.
+
+Used by the CoS Sampler (which calls ComfyUI's sampler itself, one stage per expert) and by
+CoS Capture x̂0 (an OUTER_SAMPLE wrapper on cloned MODELs, for the stock two-KSamplerAdvanced
+Wan2.2 graph). ComfyUI's sampler callback gives the stage-local step and x0 = x − σ·v in model
+space (paper Eq. 2); the recorder adds the stage's global offset and stores x̂0 after
+``process_latent_out``, on the CPU.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+
+from ..cos_core.steps import SpecError, parse_spec
+from ..cos_core.trace import StepRecord, Trace
+
+
+class StepSelection:
+    """A step spec that may be applied before the schedule length is known.
+
+    Specs of non-negative indices filter while recording; specs with negative indices or "all"
+    record every step and are resolved once the schedule length S is known.
+    """
+
+    def __init__(self, spec: str, input_name: str = "capture_steps"):
+        self.spec = spec
+        self.input_name = input_name
+        text = (spec or "").strip().lower()
+        self._all = text == "all" or bool(re.search(r"(^|[,\s-])-\d", text))
+        self._known = None if self._all else set(parse_spec(spec, 10**9, name=input_name))
+
+    def may_need(self, step: int) -> bool:
+        return self._all or step in self._known
+
+    def resolve(self, total_steps: int) -> list[int]:
+        """The chosen steps for a schedule of ``total_steps``; SpecError names the input if out of range."""
+        return parse_spec(self.spec, total_steps, name=self.input_name)
+
+
+class X0Recorder:
+    """Turns sampler callbacks into trace records.
+
+    Args:
+        trace: the trace to fill.
+        selection: which global steps to keep.
+        on_step: optional ``fn(global_step, sigma, expert, x0_model_space)`` for progress/preview.
+        record_noisy: also keep the noisy state x_σ (latent space) as ``"x"``.
+    """
+
+    def __init__(self, trace: Trace, selection: StepSelection, on_step=None, record_noisy: bool = False):
+        self.trace = trace
+        self.selection = selection
+        self.on_step = on_step
+        self.record_noisy = record_noisy
+
+    def stage_callback(self, sigmas: torch.Tensor, offset: int, stage: int, expert: str, process_out, chain=None):
+        """A ComfyUI sampler callback ``(step, x0, x, total_steps)`` for one stage.
+
+        Args:
+            sigmas: the stage's schedule (local step i has σ = sigmas[i]).
+            offset: global index of the stage's local step 0.
+            process_out: the model's ``process_latent_out``.
+            chain: a callback to call afterwards (e.g. ComfyUI's own preview), or None.
+        """
+        sigma_list = [float(s) for s in sigmas]
+
+        def callback(step, x0, x, total_steps):
+            g = offset + step
+            sigma = sigma_list[step] if step < len(sigma_list) else float("nan")
+            if self.selection.may_need(g):
+                tensors = {"x0_hat": process_out(x0.detach()).to("cpu", torch.float32)}
+                if self.record_noisy:
+                    tensors["x"] = process_out(x.detach()).to("cpu", torch.float32)
+                self.trace.add(StepRecord(g, sigma, stage, expert, tensors))
+            if self.on_step is not None:
+                self.on_step(g, sigma, expert, x0)
+            if chain is not None:
+                chain(step, x0, x, total_steps)
+
+        return callback
+
+    def finish(self, total_steps: int) -> Trace:
+        """Drop records the spec did not ask for, once S is known; returns the trace."""
+        wanted = set(self.selection.resolve(total_steps))
+        out = Trace(self.trace.meta)
+        for record in self.trace.records():
+            if record.step in wanted:
+                out.add(record)
+        return out
+
+
+class TraceHandle:
+    """The COS_TRACE of CoS Capture x̂0: filled while the patched experts sample.
+
+    A stage that starts where the previous one stopped (its first σ equals the previous stage's
+    last σ > 0) continues the run with global steps counted on; any other stage starts a new
+    run and clears the trace, so runs are never mixed.
+    """
+
+    def __init__(self, selection: StepSelection, record_noisy: bool = False):
+        self.selection = selection
+        self.recorder = X0Recorder(Trace(), selection, record_noisy=record_noisy)
+        self._schedule: list[float] = []
+        self._stages = 0
+
+    def begin_stage(self, sigmas: torch.Tensor, expert: str) -> tuple[int, int]:
+        """Register a stage about to sample; returns (global offset, stage index)."""
+        values = [float(s) for s in sigmas]
+        continues = (self._schedule and self._schedule[-1] > 0 and values
+                     and math.isclose(self._schedule[-1], values[0], rel_tol=1e-5, abs_tol=1e-7))
+        if continues:
+            offset = len(self._schedule) - 1
+            self._schedule.extend(values[1:])
+            self._stages += 1
+        else:
+            offset = 0
+            self._schedule = values
+            self._stages = 1
+            self.recorder.trace = Trace()
+        meta = self.recorder.trace.meta
+        meta["sigmas"] = list(self._schedule)
+        meta["total_steps"] = len(self._schedule) - 1
+        meta.setdefault("experts", [])
+        meta["experts"] = meta["experts"][: self._stages - 1] + [expert]
+        meta["stage_starts"] = meta.get("stage_starts", [])[: self._stages - 1] + [offset]
+        return offset, self._stages - 1
+
+    def snapshot(self) -> Trace:
+        """The recorded run, filtered by the capture spec.
+
+        Raises:
+            ValueError: if nothing was recorded yet (the consumer ran before sampling).
+            SpecError: if the spec names steps outside the recorded schedule.
+        """
+        if not self._schedule:
+            raise ValueError("trace: nothing recorded yet; connect the sampler's LATENT output to this node's "
+                             "'after' input so it runs after sampling")
+        return self.recorder.finish(len(self._schedule) - 1).copy()
+
+
+def as_trace(obj, input_name: str = "trace") -> Trace:
+    """A Trace from a COS_TRACE input (a Trace or a live TraceHandle)."""
+    if isinstance(obj, TraceHandle):
+        return obj.snapshot()
+    if isinstance(obj, Trace):
+        return obj
+    raise ValueError(f"{input_name}: expected a COS_TRACE, got {type(obj).__name__}")
+
+
+__all__ = ["StepSelection", "X0Recorder", "TraceHandle", "as_trace", "SpecError"]

@@ -1,0 +1,172 @@
+"""CoS Sampler: Wan2.2 two-expert (or one-model) sampling that keeps x̂0 of every chosen step."""
+from __future__ import annotations
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import torch
+from comfy_api.latest import io
+
+from ..cos_core.schedule import WAN22_I2V_BOUNDARY, plan_stages, switch_step
+from ..cos_core.steps import SpecError, parse_spec
+from ..cos_core.trace import Trace
+from .adapters import adapter_for, require_flow_model, require_video_latent
+from .live_preview import LivePreview
+from .recorder import StepSelection, X0Recorder
+from .types import CosTrace
+
+SWITCH_MODES = ["boundary sigma", "step"]
+
+
+def full_schedule(model, steps: int, sampler_name: str, scheduler: str) -> torch.Tensor:
+    """The σ schedule ComfyUI's KSampler uses for ``model`` (S+1 values, last 0)."""
+    return comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
+                                   scheduler=scheduler, denoise=1.0, model_options=model.model_options).sigmas.cpu()
+
+
+def check_settings(steps, capture_steps, switch_mode, boundary, switch_step_value) -> str | bool:
+    """Validate widget values before anything runs; returns True or a message naming the input."""
+    if steps is not None and not 1 <= steps <= 10000:
+        return f"steps: {steps} is outside 1..10000"
+    if capture_steps is not None and steps is not None:
+        try:
+            parse_spec(capture_steps, steps, name="capture_steps")
+        except SpecError as err:
+            return str(err)
+    if switch_mode is not None and switch_mode not in SWITCH_MODES:
+        return f"switch_mode: '{switch_mode}' is not one of {SWITCH_MODES}"
+    if boundary is not None and not 0.0 < boundary < 1.0:
+        return f"boundary: {boundary} must lie strictly between 0 and 1 (official Wan2.2: 0.900 I2V, 0.875 T2V)"
+    if switch_step_value is not None and steps is not None and not 0 <= switch_step_value <= steps:
+        return f"switch_step: {switch_step_value} is outside 0..{steps}"
+    return True
+
+
+class CoSSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CoSSampler",
+            display_name="CoS Sampler (x̂0 per step)",
+            category="Chain-of-Steps/sampling",
+            description=("Samples a Wan2.2 A14B video with its two experts (or one model: Wan2.1, Wan2.2-5B) "
+                         "exactly like two KSamplerAdvanced nodes, and keeps the x̂0 prediction of every chosen "
+                         "step (paper Sec. 3, Eq. 2) with a live multi-frame preview."),
+            inputs=[
+                io.Model.Input("model_high", tooltip="The high-noise expert (Wan2.2 A14B), or the only model "
+                               "(Wan2.1, Wan2.2-5B). Must be a flow model (after ModelSamplingSD3)."),
+                io.Conditioning.Input("positive", tooltip="Positive conditioning (e.g. from WanImageToVideo)."),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning."),
+                io.Latent.Input("latent", tooltip="The video latent to denoise (B, C, F, H, W)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Seed of the initial noise (ignored when a NOISE is connected)."),
+                io.Int.Input("steps", default=20, min=1, max=10000,
+                             tooltip="Total denoising steps S, across both experts."),
+                io.Float.Input("cfg", default=3.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale (official Wan2.2 I2V: 3.5)."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler",
+                               tooltip="ComfyUI sampler. Multi-evaluation samplers (heun, dpmpp_2s) are fine: "
+                               "x̂0 is recorded once per step."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple",
+                               tooltip="ComfyUI scheduler."),
+                io.Combo.Input("switch_mode", options=SWITCH_MODES, default="boundary sigma",
+                               tooltip="When the low-noise expert takes over: at the first step whose σ is "
+                               "below 'boundary' (official Wan2.2), or at 'switch_step'."),
+                io.Float.Input("boundary", default=WAN22_I2V_BOUNDARY, min=0.001, max=0.999, step=0.005,
+                               round=0.001, tooltip="σ boundary of the expert switch (official Wan2.2: 0.900 "
+                               "for I2V, 0.875 for T2V). Used when switch_mode is 'boundary sigma'."),
+                io.Int.Input("switch_step", default=10, min=0, max=10000,
+                             tooltip="Global step where the low-noise expert starts, when switch_mode is 'step' "
+                             "(ComfyUI's template: 10 of 20)."),
+                io.String.Input("capture_steps", default="all",
+                                tooltip="Steps whose x̂0 is kept: 'all', '0,10,20', '0-19,45-49' (the official "
+                                "--vis_steps syntax), negatives count from the end."),
+                io.Int.Input("preview_frames", default=4, min=0, max=16, advanced=True,
+                             tooltip="Frames shown in the live preview (0: off)."),
+                io.Model.Input("model_low", optional=True,
+                               tooltip="The low-noise expert of Wan2.2 A14B. Leave empty for one-model sampling."),
+                io.Noise.Input("noise", optional=True,
+                               tooltip="A NOISE (e.g. RandomNoise) to use instead of 'seed'."),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="LATENT", tooltip="The final sample, as KSamplerAdvanced returns it."),
+                io.Latent.Output(display_name="x0_hat_steps",
+                                 tooltip="x̂0 of the captured steps as one LATENT batch (steps × batch), "
+                                 "decodable with VAE Decode."),
+                CosTrace.Output(display_name="trace", tooltip="The run's trace: x̂0 per step with σ, step, expert."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def validate_inputs(cls, steps=None, capture_steps=None, switch_mode=None, boundary=None, switch_step=None, **_):
+        return check_settings(steps, capture_steps, switch_mode, boundary, switch_step)
+
+    @classmethod
+    def execute(cls, model_high, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
+                switch_mode, boundary, switch_step, capture_steps, preview_frames=4, model_low=None,
+                noise=None) -> io.NodeOutput:
+        message = check_settings(steps, capture_steps, switch_mode, boundary, switch_step)
+        if message is not True:
+            raise ValueError(message)
+        models = {"model_high": model_high} | ({"model_low": model_low} if model_low is not None else {})
+        for name, model in models.items():
+            adapter_for(model, name)
+            require_flow_model(model, name)
+        require_video_latent(latent, model_high, "latent")
+        info = adapter_for(model_high).latent_info(model_high)
+
+        latent_image = comfy.sample.fix_empty_latent_channels(
+            model_high, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
+        if noise is not None:
+            initial_noise, seed = noise.generate_noise({**latent, "samples": latent_image}), noise.seed
+        else:
+            initial_noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
+        noise_mask = latent.get("noise_mask")
+
+        sigmas = full_schedule(model_high, steps, sampler_name, scheduler)
+        two = model_low is not None
+        switch = (switch_step if switch_mode == "step" else switch_step_of(sigmas, boundary)) if two else steps
+        stages = plan_stages(steps, switch, two)
+        selection = StepSelection(capture_steps)
+        trace = Trace({"sigmas": [float(s) for s in sigmas], "total_steps": steps, "switch_step": switch if two else None,
+                       "boundary": boundary if two and switch_mode != "step" else None, "experts": [e for e, _, _ in stages],
+                       "stage_starts": [a for _, a, _ in stages], "latent_format": info.name, "seed": int(seed),
+                       "cfg": cfg, "sampler": sampler_name, "scheduler": scheduler, "capture_steps": capture_steps,
+                       "latent_shape": list(latent_image.shape), "source": "CoSSampler"})
+        live = LivePreview(steps, cls.hidden.unique_id, info, frames=preview_frames)
+        recorder = X0Recorder(trace, selection, on_step=live.on_step)
+        disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
+        samples = latent_image
+        try:
+            for index, (expert, start, end) in enumerate(stages):
+                model = model_high if expert in ("high", "single") else model_low
+                last = index == len(stages) - 1
+                callback = recorder.stage_callback(sigmas[start:end + 1], start, index, expert,
+                                                   model.model.process_latent_out)
+                stage_noise = initial_noise if index == 0 else comfy.sample.prepare_empty_noise(samples)
+                samples = comfy.sample.sample(
+                    model, stage_noise, steps, cfg, sampler_name, scheduler, positive, negative, samples,
+                    denoise=1.0, disable_noise=index > 0, start_step=start, last_step=end if not last else 10000,
+                    force_full_denoise=last, noise_mask=noise_mask, callback=callback,
+                    disable_pbar=disable_pbar, seed=seed)
+        finally:
+            live.close()
+
+        trace = recorder.finish(steps)
+        out = {k: v for k, v in latent.items() if k not in ("downscale_ratio_spacial", "downscale_ratio_temporal")}
+        out["samples"] = samples
+        return io.NodeOutput(out, x0_latent(trace), trace)
+
+
+def switch_step_of(sigmas: torch.Tensor, boundary: float) -> int:
+    return switch_step([float(s) for s in sigmas], boundary)
+
+
+def x0_latent(trace: Trace) -> dict:
+    """The captured x̂0 as one LATENT: samples (S'·B, C, F, H, W), step-major, plus the step list."""
+    if not len(trace):
+        return {"samples": torch.zeros((0,)), "cos_steps": []}
+    steps, stacked = trace.stack("x0_hat")
+    return {"samples": stacked.flatten(0, 1), "cos_steps": steps}
