@@ -13,10 +13,16 @@ ACCENT = (255, 196, 64)
 
 
 def _font(size: int) -> ImageFont.ImageFont:
+    """DejaVu Sans from matplotlib (it has σ, x̂ and Greek), else PIL's default font."""
     try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
+        from matplotlib import font_manager
+
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+    except (ImportError, OSError, ValueError):
+        try:
+            return ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1
+            return ImageFont.load_default()
 
 
 def _to_uint8(img: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -47,13 +53,18 @@ def step_grid(frames: torch.Tensor, row_labels: Sequence[str], col_labels: Seque
     rows, cols, h, w, _ = frames.shape
     if len(row_labels) != rows or len(col_labels) != cols:
         raise ValueError(f"need {rows} row labels and {cols} column labels, got {len(row_labels)} and {len(col_labels)}")
-    size = max(11, min(18, h // 6))
+    size = max(10, min(18, h // 6))
     font = _font(size)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    col_w = max(int(measure.textlength(s, font=font)) for s in col_labels)
+    if col_w > w:  # shrink the column labels to fit their cells
+        col_font = _font(max(8, int(size * w / col_w)))
+    else:
+        col_font = font
     label_w = max(int(measure.textlength(s, font=font)) for s in row_labels) + 12
     head_h = size + 8
     title_h = size + 10 if title else 0
-    width = label_w + cols * (w + gap)
+    width = max(label_w + cols * (w + gap), int(measure.textlength(title, font=font)) + 12 if title else 0)
     height = title_h + head_h + rows * (h + gap)
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
@@ -61,7 +72,7 @@ def step_grid(frames: torch.Tensor, row_labels: Sequence[str], col_labels: Seque
         draw.text((6, 4), title, fill=TEXT, font=font)
     for c, text in enumerate(col_labels):
         x = label_w + c * (w + gap) + w // 2
-        draw.text((x, title_h + head_h // 2), text, fill=TEXT, font=font, anchor="mm")
+        draw.text((x, title_h + head_h // 2), text, fill=TEXT, font=col_font, anchor="mm")
     pixels = _to_uint8(frames)
     highlight = set(highlight_rows)
     for r in range(rows):

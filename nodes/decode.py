@@ -78,7 +78,7 @@ def render_grid(trace: Trace, decoder: StepDecoder, steps: list[int], columns: i
     if decoder.mode == "vae":
         cols = [f"frame {decoder.pixel_index(f)}" for f in frame_ids]
     else:
-        cols = [f"latent {f} (px {decoder.info.pixel_frames(f)[1]})" for f in frame_ids]
+        cols = [f"f{f} · px {decoder.info.pixel_frames(f)[1]}" for f in frame_ids]
     switch = trace.meta.get("switch_step")
     highlight = [i for i, s in enumerate(steps) if switch is not None and s == switch]
     title = f"x̂0 per step ({decoder.mode.split()[0]}), {trace.meta.get('total_steps', '?')} steps"
