@@ -52,7 +52,8 @@ def step_grid(frames: torch.Tensor, row_labels: Sequence[str], col_labels: Seque
         raise ValueError(f"frames must be (rows, cols, H, W, 3), got {tuple(frames.shape)}")
     rows, cols, h, w, _ = frames.shape
     if len(row_labels) != rows or len(col_labels) != cols:
-        raise ValueError(f"need {rows} row labels and {cols} column labels, got {len(row_labels)} and {len(col_labels)}")
+        raise ValueError(f"need {rows} row labels and {cols} column labels, "
+                         f"got {len(row_labels)} and {len(col_labels)}")
     size = max(10, min(18, h // 6))
     font = _font(size)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))

@@ -118,7 +118,8 @@ class CoSSampler(io.ComfyNode):
         info = adapter_for(model_high).latent_info(model_high)
 
         latent_image = comfy.sample.fix_empty_latent_channels(
-            model_high, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
+            model_high, latent["samples"], latent.get("downscale_ratio_spacial"),
+            latent.get("downscale_ratio_temporal"))
         if noise is not None:
             initial_noise, seed = noise.generate_noise({**latent, "samples": latent_image}), noise.seed
         else:
@@ -130,11 +131,14 @@ class CoSSampler(io.ComfyNode):
         switch = (switch_step if switch_mode == "step" else switch_step_of(sigmas, boundary)) if two else steps
         stages = plan_stages(steps, switch, two)
         selection = StepSelection(capture_steps)
-        trace = Trace({"sigmas": [float(s) for s in sigmas], "total_steps": steps, "switch_step": switch if two else None,
-                       "boundary": boundary if two and switch_mode != "step" else None, "experts": [e for e, _, _ in stages],
-                       "stage_starts": [a for _, a, _ in stages], "latent_format": info.name, "seed": int(seed),
-                       "cfg": cfg, "sampler": sampler_name, "scheduler": scheduler, "capture_steps": capture_steps,
-                       "latent_shape": list(latent_image.shape), "source": "CoSSampler"})
+        trace = Trace({
+            "source": "CoSSampler", "latent_format": info.name, "latent_shape": list(latent_image.shape),
+            "sigmas": [float(s) for s in sigmas], "total_steps": steps, "seed": int(seed), "cfg": cfg,
+            "sampler": sampler_name, "scheduler": scheduler, "capture_steps": capture_steps,
+            "experts": [e for e, _, _ in stages], "stage_starts": [a for _, a, _ in stages],
+            "switch_step": switch if two else None,
+            "boundary": boundary if two and switch_mode != "step" else None,
+        })
         live = LivePreview(steps, cls.hidden.unique_id, info, frames=preview_frames)
         recorder = X0Recorder(trace, selection, on_step=live.on_step)
         disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
