@@ -53,7 +53,10 @@ def parse_spec(spec: str, count: int, name: str = "steps") -> list[int]:
         return list(range(count))
 
     def resolve(token: str, raw: str) -> int:
-        value = int(raw)
+        try:
+            value = int(raw)
+        except ValueError:  # more digits than int() accepts (sys.get_int_max_str_digits)
+            value = count
         if not -count <= value < count:
             raise SpecError(f"{name}: '{token}' is out of range; {_hint(name, count)}")
         return value % count

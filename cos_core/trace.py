@@ -67,6 +67,27 @@ class Trace:
         """Insert or replace the record of ``record.step``."""
         self._records[record.step] = record
 
+    def put(self, step: int, sigma: float, stage: int, expert: str, name: str, tensor: torch.Tensor) -> None:
+        """Store one tensor at ``step``, creating the record if needed (a later put replaces the tensor)."""
+        record = self._records.get(step)
+        if record is None:
+            record = self._records[step] = StepRecord(step, sigma, stage, expert)
+        record.tensors[name] = tensor
+
+    def clear(self) -> None:
+        """Forget all records and metadata (a new run starts)."""
+        self._records.clear()
+        self.meta.clear()
+
+    def filtered(self, steps) -> "Trace":
+        """A trace with the same metadata and only the records of ``steps``."""
+        wanted = set(steps)
+        out = Trace(self.meta)
+        for record in self.records():
+            if record.step in wanted:
+                out.add(record)
+        return out
+
     def __len__(self) -> int:
         return len(self._records)
 
@@ -164,7 +185,7 @@ class Trace:
                 return trace
         except TraceFormatError:
             raise
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError, AttributeError, RecursionError) as err:
             raise TraceFormatError(f"{path.name}: corrupted trace ({err})") from err
         except Exception as err:  # safetensors raises its own error types for corrupt files
             if type(err).__name__ in ("SafetensorError",):

@@ -6,18 +6,20 @@ import comfy.patcher_extension
 from comfy_api.latest import io
 
 from .adapters import adapter_for, require_flow_model
-from .recorder import StepSelection, TraceHandle
+from .recorder import StepSelection, TraceHandle, X0Recorder
 from .types import CosTrace
 
 WRAPPER_KEY = "chain_of_steps.capture_x0"
 
 
 def _capture_wrapper(handle: TraceHandle, expert: str):
+    recorder = X0Recorder(handle.trace, handle.selection)
+
     def outer_sample(executor, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
                      disable_pbar=False, seed=None, **kwargs):
         offset, stage = handle.begin_stage(sigmas, expert)
         model = executor.class_obj.model_patcher.model
-        callback = handle.recorder.stage_callback(sigmas, offset, stage, expert, model.process_latent_out,
+        callback = recorder.stage_callback(sigmas, offset, stage, expert, model.process_latent_out,
                                                   chain=callback)
         return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs)
 

@@ -83,52 +83,60 @@ class X0Recorder:
 
     def finish(self, total_steps: int) -> Trace:
         """Drop records the spec did not ask for, once S is known; returns the trace."""
-        wanted = set(self.selection.resolve(total_steps))
-        out = Trace(self.trace.meta)
-        for record in self.trace.records():
-            if record.step in wanted:
-                out.add(record)
-        return out
+        return self.trace.filtered(self.selection.resolve(total_steps))
 
 
 class TraceHandle:
-    """The COS_TRACE of CoS Capture x̂0: filled while the patched experts sample.
+    """The COS_TRACE of the patch nodes (CoS Capture x̂0, CoS Layer Probe): filled while the patched
+    models sample.
 
-    A stage that starts where the previous one stopped (its first σ equals the previous stage's
-    last σ > 0) continues the run with global steps counted on; any other stage starts a new
-    run and clears the trace, so runs are never mixed.
+    It keeps the global schedule across sampler stages: a stage that starts where the previous one
+    stopped (its first σ equals the previous stage's last σ > 0) continues the run with global
+    steps counted on; any other stage starts a new run and clears the trace, so runs are never
+    mixed. Hooks find the global step of a model call from its σ (:meth:`step_of`).
     """
 
-    def __init__(self, selection: StepSelection, record_noisy: bool = False):
+    def __init__(self, selection: StepSelection):
         self.selection = selection
-        self.recorder = X0Recorder(Trace(), selection, record_noisy=record_noisy)
+        self.trace = Trace()
         self._schedule: list[float] = []
-        self._stages = 0
+        self._stage_start = 0
+        self.stage = 0
+        self.expert = "single"
 
     def begin_stage(self, sigmas: torch.Tensor, expert: str) -> tuple[int, int]:
         """Register a stage about to sample; returns (global offset, stage index)."""
         values = [float(s) for s in sigmas]
-        continues = (self._schedule and self._schedule[-1] > 0 and values
-                     and math.isclose(self._schedule[-1], values[0], rel_tol=1e-5, abs_tol=1e-7))
+        continues = bool(self._schedule and self._schedule[-1] > 0 and values
+                         and math.isclose(self._schedule[-1], values[0], rel_tol=1e-5, abs_tol=1e-7))
         if continues:
             offset = len(self._schedule) - 1
             self._schedule.extend(values[1:])
-            self._stages += 1
+            self.stage += 1
         else:
             offset = 0
             self._schedule = values
-            self._stages = 1
-            self.recorder.trace = Trace()
-        meta = self.recorder.trace.meta
+            self.stage = 0
+            self.trace.clear()
+        self._stage_start, self.expert = offset, expert
+        meta = self.trace.meta
         meta["sigmas"] = list(self._schedule)
         meta["total_steps"] = len(self._schedule) - 1
-        meta.setdefault("experts", [])
-        meta["experts"] = meta["experts"][: self._stages - 1] + [expert]
-        meta["stage_starts"] = meta.get("stage_starts", [])[: self._stages - 1] + [offset]
-        return offset, self._stages - 1
+        meta["experts"] = meta.get("experts", [])[: self.stage] + [expert]
+        meta["stage_starts"] = meta.get("stage_starts", [])[: self.stage] + [offset]
+        return offset, self.stage
+
+    def step_of(self, sigma: float) -> int | None:
+        """Global step whose σ is ``sigma`` within the current stage, or None (an off-schedule call,
+        e.g. the midpoint of dpmpp_2s). Heun's second call lands on the next step's σ; that record
+        is replaced when the next step runs, since the later write wins."""
+        for i in range(self._stage_start, len(self._schedule) - 1):
+            if math.isclose(self._schedule[i], sigma, rel_tol=1e-5, abs_tol=1e-7):
+                return i
+        return None
 
     def snapshot(self) -> Trace:
-        """The recorded run, filtered by the capture spec.
+        """The recorded run, filtered by the step spec.
 
         Raises:
             ValueError: if nothing was recorded yet (the consumer ran before sampling).
@@ -137,7 +145,7 @@ class TraceHandle:
         if not self._schedule:
             raise ValueError("trace: nothing recorded yet; connect the sampler's LATENT output to this node's "
                              "'after' input so it runs after sampling")
-        return self.recorder.finish(len(self._schedule) - 1).copy()
+        return self.trace.filtered(self.selection.resolve(len(self._schedule) - 1)).copy()
 
 
 def as_trace(obj, input_name: str = "trace") -> Trace:

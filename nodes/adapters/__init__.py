@@ -3,7 +3,7 @@
 One module per family (``wan.py``; ``ltx.py`` follows), each an :class:`~.base.Adapter`.
 :func:`adapter_for` picks the one that handles a MODEL or raises a clear error.
 """
-from .base import Adapter, LatentInfo, require_flow_model, require_video_latent
+from .base import Adapter, LatentInfo, cfg_halves, require_flow_model, require_video_latent
 from .wan import WanAdapter
 
 ADAPTERS: list[Adapter] = [WanAdapter()]
@@ -23,4 +23,4 @@ def adapter_for(model, input_name: str = "model") -> Adapter:
     raise ValueError(f"{input_name}: a {kind} model is not supported; Chain-of-Steps handles {names} video models")
 
 
-__all__ = ["Adapter", "LatentInfo", "adapter_for", "require_flow_model", "require_video_latent", "ADAPTERS"]
+__all__ = ["Adapter", "LatentInfo", "adapter_for", "cfg_halves", "require_flow_model", "require_video_latent", "ADAPTERS"]

@@ -63,7 +63,42 @@ class Adapter:
         return LatentInfo.from_format(model.get_model_object("latent_format"))
 
     def num_blocks(self, model) -> int:
+        """How many DiT blocks (layers) the model has."""
         raise NotImplementedError
+
+    def block_key(self, layer: int) -> tuple[str, int]:
+        """The ``patches_replace["dit"]`` key of a block."""
+        return ("double_block", layer)
+
+    def video_hidden(self, block_out: dict):
+        """The video-token hidden states (C·B, N, D) in a block-replace result ``{"img": ...}``."""
+        raise NotImplementedError
+
+    def token_grid(self, transformer_options: dict, hidden) -> tuple[int, tuple[int, int, int]]:
+        """(offset of the first video token, (F, H, W) token grid) for a block call."""
+        raise NotImplementedError
+
+
+CFG_HALF_NAMES = {0: "cond", 1: "uncond"}
+
+
+def cfg_halves(cond_or_uncond, batch_rows: int) -> list[tuple[str, slice]]:
+    """Split a DiT batch of ``len(cond_or_uncond) × B`` rows into its CFG halves.
+
+    ComfyUI orders the chunks by ``transformer_options["cond_or_uncond"]`` (0 = cond/positive,
+    1 = uncond/negative; often ``[1, 0]``); with cfg = 1 only ``[0]`` runs. Never mix halves.
+
+    Returns:
+        ``[("cond" | "uncond", rows), ...]`` in batch order.
+
+    Raises:
+        ValueError: if the rows do not divide into the chunks.
+    """
+    chunks = list(cond_or_uncond or [0])
+    if batch_rows % len(chunks):
+        raise ValueError(f"{batch_rows} batch rows do not split into CFG chunks {chunks}")
+    size = batch_rows // len(chunks)
+    return [(CFG_HALF_NAMES.get(int(c), f"cond{int(c)}"), slice(i * size, (i + 1) * size)) for i, c in enumerate(chunks)]
 
 
 def require_flow_model(model, input_name: str) -> None:

@@ -19,3 +19,13 @@ class WanAdapter(Adapter):
 
     def num_blocks(self, model) -> int:
         return len(model.model.diffusion_model.blocks)
+
+    def video_hidden(self, block_out: dict):
+        return block_out["img"]
+
+    def token_grid(self, transformer_options: dict, hidden):
+        """Wan writes ``grid_sizes`` = (F', H', W') after patch embedding; the video tokens are the
+        first F'·H'·W' (Wan2.1/2.2 T2V/I2V; variants with a reference conv prepend tokens and are
+        not handled yet)."""
+        frames, height, width = (int(v) for v in transformer_options["grid_sizes"])
+        return 0, (frames, height, width)
