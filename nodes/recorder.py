@@ -8,11 +8,11 @@ space (paper Eq. 2); the recorder adds the stage's global offset and stores x̂0
 """
 from __future__ import annotations
 
-import math
 import re
 
 import torch
 
+from ..cos_core.clock import StageClock
 from ..cos_core.steps import SpecError, parse_spec
 from ..cos_core.trace import StepRecord, Trace
 
@@ -88,52 +88,37 @@ class X0Recorder:
 
 class TraceHandle:
     """The COS_TRACE of the patch nodes (CoS Capture x̂0, CoS Layer Probe): filled while the patched
-    models sample.
-
-    It keeps the global schedule across sampler stages: a stage that starts where the previous one
-    stopped (its first σ equals the previous stage's last σ > 0) continues the run with global
-    steps counted on; any other stage starts a new run and clears the trace, so runs are never
-    mixed. Hooks find the global step of a model call from its σ (:meth:`step_of`).
+    models sample, with global steps kept by a :class:`~cos_core.clock.StageClock`. A stage that
+    starts a new run clears the trace, so runs are never mixed. Heun-like samplers call the model
+    at the next step's σ for their second evaluation; that record is replaced when the next step
+    runs, since the later write wins.
     """
 
     def __init__(self, selection: StepSelection):
         self.selection = selection
         self.trace = Trace()
-        self._schedule: list[float] = []
-        self._stage_start = 0
-        self.stage = 0
+        self.clock = StageClock()
         self.expert = "single"
+
+    @property
+    def stage(self) -> int:
+        return self.clock.stage
 
     def begin_stage(self, sigmas: torch.Tensor, expert: str) -> tuple[int, int]:
         """Register a stage about to sample; returns (global offset, stage index)."""
-        values = [float(s) for s in sigmas]
-        continues = bool(self._schedule and self._schedule[-1] > 0 and values
-                         and math.isclose(self._schedule[-1], values[0], rel_tol=1e-5, abs_tol=1e-7))
-        if continues:
-            offset = len(self._schedule) - 1
-            self._schedule.extend(values[1:])
-            self.stage += 1
-        else:
-            offset = 0
-            self._schedule = values
-            self.stage = 0
+        offset, new_run = self.clock.begin([float(s) for s in sigmas])
+        if new_run:
             self.trace.clear()
-        self._stage_start, self.expert = offset, expert
+        self.expert = expert
         meta = self.trace.meta
-        meta["sigmas"] = list(self._schedule)
-        meta["total_steps"] = len(self._schedule) - 1
-        meta["experts"] = meta.get("experts", [])[: self.stage] + [expert]
-        meta["stage_starts"] = meta.get("stage_starts", [])[: self.stage] + [offset]
-        return offset, self.stage
+        meta["sigmas"] = list(self.clock.schedule)
+        meta["total_steps"] = self.clock.total_steps
+        meta["experts"] = meta.get("experts", [])[: self.clock.stage] + [expert]
+        meta["stage_starts"] = list(self.clock.stage_starts)
+        return offset, self.clock.stage
 
     def step_of(self, sigma: float) -> int | None:
-        """Global step whose σ is ``sigma`` within the current stage, or None (an off-schedule call,
-        e.g. the midpoint of dpmpp_2s). Heun's second call lands on the next step's σ; that record
-        is replaced when the next step runs, since the later write wins."""
-        for i in range(self._stage_start, len(self._schedule) - 1):
-            if math.isclose(self._schedule[i], sigma, rel_tol=1e-5, abs_tol=1e-7):
-                return i
-        return None
+        return self.clock.step_of(sigma)
 
     def snapshot(self) -> Trace:
         """The recorded run, filtered by the step spec.
@@ -142,10 +127,10 @@ class TraceHandle:
             ValueError: if nothing was recorded yet (the consumer ran before sampling).
             SpecError: if the spec names steps outside the recorded schedule.
         """
-        if not self._schedule:
+        if not self.clock.schedule:
             raise ValueError("trace: nothing recorded yet; connect the sampler's LATENT output to this node's "
                              "'after' input so it runs after sampling")
-        return self.trace.filtered(self.selection.resolve(len(self._schedule) - 1)).copy()
+        return self.trace.filtered(self.selection.resolve(self.clock.total_steps)).copy()
 
 
 def as_trace(obj, input_name: str = "trace") -> Trace:
