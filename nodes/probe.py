@@ -121,7 +121,8 @@ class ProbeState:
         return wrapper
 
     def describe(self) -> dict:
-        return {"layers": self.layers, "probe": {"halves": sorted(self.halves), "energy": self.energy, "pca": self.pca, "raw": self.raw,
+        return {"layers": self.layers,
+                "probe": {"halves": sorted(self.halves), "energy": self.energy, "pca": self.pca, "raw": self.raw,
                           "pca_basis": "shared" if self.shared_basis else "per step"}}
 
 

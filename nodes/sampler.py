@@ -1,28 +1,20 @@
 """CoS Sampler: Wan2.2 two-expert (or one-model) sampling that keeps x̂0 of every chosen step."""
 from __future__ import annotations
 
-import comfy.model_management
-import comfy.sample
 import comfy.samplers
-import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..cos_core.schedule import WAN22_I2V_BOUNDARY, plan_stages, switch_step
+from ..cos_core.schedule import WAN22_I2V_BOUNDARY
 from ..cos_core.steps import SpecError, parse_spec
 from ..cos_core.trace import Trace
-from .adapters import adapter_for, require_flow_model, require_video_latent
+from .adapters import adapter_for
 from .live_preview import LivePreview
 from .recorder import StepSelection, X0Recorder
-from .types import CosTrace
+from .sampling import SWITCH_MODES, full_schedule, plan_run, sample_run
+from .types import CosPerturb, CosTrace
 
-SWITCH_MODES = ["boundary sigma", "step"]
-
-
-def full_schedule(model, steps: int, sampler_name: str, scheduler: str) -> torch.Tensor:
-    """The σ schedule ComfyUI's KSampler uses for ``model`` (S+1 values, last 0)."""
-    return comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
-                                   scheduler=scheduler, denoise=1.0, model_options=model.model_options).sigmas.cpu()
+__all__ = ["CoSSampler", "full_schedule", "check_settings", "x0_latent"]
 
 
 def check_settings(steps, capture_steps, switch_mode, boundary, switch_step_value) -> str | bool:
@@ -88,6 +80,9 @@ class CoSSampler(io.ComfyNode):
                                tooltip="The low-noise expert of Wan2.2 A14B. Leave empty for one-model sampling."),
                 io.Noise.Input("noise", optional=True,
                                tooltip="A NOISE (e.g. RandomNoise) to use instead of 'seed'."),
+                CosPerturb.Input("perturb", optional=True,
+                                 tooltip="A noise injection from CoS Noise Injection (paper Sec. 3.2), applied "
+                                 "to the trajectory itself."),
             ],
             outputs=[
                 io.Latent.Output(display_name="LATENT", tooltip="The final sample, as KSamplerAdvanced returns it."),
@@ -106,66 +101,32 @@ class CoSSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model_high, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
                 switch_mode, boundary, switch_step, capture_steps, preview_frames=4, model_low=None,
-                noise=None) -> io.NodeOutput:
+                noise=None, perturb=None) -> io.NodeOutput:
         message = check_settings(steps, capture_steps, switch_mode, boundary, switch_step)
         if message is not True:
             raise ValueError(message)
-        models = {"model_high": model_high} | ({"model_low": model_low} if model_low is not None else {})
-        for name, model in models.items():
-            adapter_for(model, name)
-            require_flow_model(model, name)
-        require_video_latent(latent, model_high, "latent")
+        run = plan_run(model_high, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
+                       switch_mode, boundary, switch_step, model_low=model_low, noise=noise)
+        if perturb is not None:
+            perturb.validate(run.total_steps, run.latent_image.shape[2])
+        trace = Trace(run.meta | {"source": "CoSSampler", "capture_steps": capture_steps,
+                                  "perturbation": perturb.describe() if perturb is not None else None})
         info = adapter_for(model_high).latent_info(model_high)
-
-        latent_image = comfy.sample.fix_empty_latent_channels(
-            model_high, latent["samples"], latent.get("downscale_ratio_spacial"),
-            latent.get("downscale_ratio_temporal"))
-        if noise is not None:
-            initial_noise, seed = noise.generate_noise({**latent, "samples": latent_image}), noise.seed
-        else:
-            initial_noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
-        noise_mask = latent.get("noise_mask")
-
-        sigmas = full_schedule(model_high, steps, sampler_name, scheduler)
-        two = model_low is not None
-        switch = (switch_step if switch_mode == "step" else switch_step_of(sigmas, boundary)) if two else steps
-        stages = plan_stages(steps, switch, two)
-        selection = StepSelection(capture_steps)
-        trace = Trace({
-            "source": "CoSSampler", "latent_format": info.name, "latent_shape": list(latent_image.shape),
-            "sigmas": [float(s) for s in sigmas], "total_steps": steps, "seed": int(seed), "cfg": cfg,
-            "sampler": sampler_name, "scheduler": scheduler, "capture_steps": capture_steps,
-            "experts": [e for e, _, _ in stages], "stage_starts": [a for _, a, _ in stages],
-            "switch_step": switch if two else None,
-            "boundary": boundary if two and switch_mode != "step" else None,
-        })
         live = LivePreview(steps, cls.hidden.unique_id, info, frames=preview_frames)
-        recorder = X0Recorder(trace, selection, on_step=live.on_step)
-        disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
-        samples = latent_image
+        recorder = X0Recorder(trace, StepSelection(capture_steps), on_step=live.on_step)
+
+        def stage_callback(index, expert, start, end, model):
+            return recorder.stage_callback(run.sigmas[start:end + 1], start, index, expert,
+                                           model.model.process_latent_out)
+
         try:
-            for index, (expert, start, end) in enumerate(stages):
-                model = model_high if expert in ("high", "single") else model_low
-                last = index == len(stages) - 1
-                callback = recorder.stage_callback(sigmas[start:end + 1], start, index, expert,
-                                                   model.model.process_latent_out)
-                stage_noise = initial_noise if index == 0 else comfy.sample.prepare_empty_noise(samples)
-                samples = comfy.sample.sample(
-                    model, stage_noise, steps, cfg, sampler_name, scheduler, positive, negative, samples,
-                    denoise=1.0, disable_noise=index > 0, start_step=start, last_step=end if not last else 10000,
-                    force_full_denoise=last, noise_mask=noise_mask, callback=callback,
-                    disable_pbar=disable_pbar, seed=seed)
+            samples = sample_run(run, stage_callback, injection=perturb)
         finally:
             live.close()
-
         trace = recorder.finish(steps)
         out = {k: v for k, v in latent.items() if k not in ("downscale_ratio_spacial", "downscale_ratio_temporal")}
         out["samples"] = samples
         return io.NodeOutput(out, x0_latent(trace), trace)
-
-
-def switch_step_of(sigmas: torch.Tensor, boundary: float) -> int:
-    return switch_step([float(s) for s in sigmas], boundary)
 
 
 def x0_latent(trace: Trace) -> dict:

@@ -23,4 +23,5 @@ def adapter_for(model, input_name: str = "model") -> Adapter:
     raise ValueError(f"{input_name}: a {kind} model is not supported; Chain-of-Steps handles {names} video models")
 
 
-__all__ = ["Adapter", "LatentInfo", "adapter_for", "cfg_halves", "require_flow_model", "require_video_latent", "ADAPTERS"]
+__all__ = ["Adapter", "LatentInfo", "adapter_for", "cfg_halves", "require_flow_model", "require_video_latent",
+           "ADAPTERS"]

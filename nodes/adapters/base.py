@@ -98,7 +98,8 @@ def cfg_halves(cond_or_uncond, batch_rows: int) -> list[tuple[str, slice]]:
     if batch_rows % len(chunks):
         raise ValueError(f"{batch_rows} batch rows do not split into CFG chunks {chunks}")
     size = batch_rows // len(chunks)
-    return [(CFG_HALF_NAMES.get(int(c), f"cond{int(c)}"), slice(i * size, (i + 1) * size)) for i, c in enumerate(chunks)]
+    return [(CFG_HALF_NAMES.get(int(c), f"cond{int(c)}"), slice(i * size, (i + 1) * size))
+            for i, c in enumerate(chunks)]
 
 
 def require_flow_model(model, input_name: str) -> None:
