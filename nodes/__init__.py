@@ -3,13 +3,14 @@ from comfy_api.latest import ComfyExtension, io
 
 from .capture import CoSCaptureX0
 from .decode import CoSDecodeSteps
+from .noise import CoSNoiseInjection
 from .probe import CoSLayerProbe
 from .sampler import CoSSampler
 from .trace_io import CoSLoadTrace, CoSSaveTrace
 from .videos import CoSSaveStepVideos
 
-NODES: list[type[io.ComfyNode]] = [CoSSampler, CoSCaptureX0, CoSLayerProbe, CoSDecodeSteps, CoSSaveStepVideos,
-                                   CoSSaveTrace, CoSLoadTrace]
+NODES: list[type[io.ComfyNode]] = [CoSSampler, CoSCaptureX0, CoSLayerProbe, CoSNoiseInjection, CoSDecodeSteps,
+                                   CoSSaveStepVideos, CoSSaveTrace, CoSLoadTrace]
 
 
 class ChainOfStepsExtension(ComfyExtension):

@@ -15,9 +15,11 @@ every step. Single-step samplers (euler, heun, dpm_2) give exactly the unsplit t
 from __future__ import annotations
 
 import comfy.samplers
+from comfy_api.latest import io
 
 from ..cos_core.clock import StageClock
-from ..cos_core.perturb import NoiseInjection
+from ..cos_core.perturb import MODES, NoiseInjection
+from .types import CosPerturb
 
 
 class SegmentedSampler(comfy.samplers.KSAMPLER):
@@ -47,6 +49,8 @@ class SegmentedSampler(comfy.samplers.KSAMPLER):
         if self.start_x is not None:
             x = self.start_x.to(device=x.device, dtype=x.dtype)
         end = offset + len(sigmas) - 1
+        if self.injection is not None:
+            self._check(x, end if float(sigmas[-1]) == 0.0 else None)
         segments = self.injection.segments(offset, end) if self.injection else [(offset, end)]
         for a, b in segments:
             if self.injection is not None:
@@ -55,3 +59,57 @@ class SegmentedSampler(comfy.samplers.KSAMPLER):
             x = self.base.sampler_function(model, x, sigmas[a - offset:b - offset + 1], extra_args=extra_args,
                                            callback=shifted, disable=disable, **self.base.extra_options)
         return x
+
+    def _check(self, x, total_steps: int | None) -> None:
+        """Fail before the model runs when the injection cannot apply to this latent or schedule."""
+        frames = x.shape[2] if x.ndim == 5 else 1
+        self.injection.validate(total_steps if total_steps is not None else self.injection.index + 1, frames)
+
+
+class CoSNoiseInjection(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CoSNoiseInjection",
+            display_name="CoS Noise Injection",
+            category="Chain-of-Steps/perturb",
+            description=("Breaks the denoising trajectory (paper Sec. 3.2, Fig. 3a). 'noise at step' replaces the "
+                         "latent of every frame entering step s by N(0, I); 'noise at frame' replaces latent frame f "
+                         "before every step. The paper finds step noise far more damaging: reasoning runs along "
+                         "the steps (Chain-of-Steps), not along the frames."),
+            inputs=[
+                io.Combo.Input("mode", options=["step", "frame"], default="step",
+                               tooltip="step: all frames at one step; frame: one latent frame at every step."),
+                io.Int.Input("index", default=10, min=0, max=10000,
+                             tooltip="The global step s (mode step, 0 = noisiest) or the latent frame f (mode "
+                             "frame). Wan latent frame f covers pixel frames 4f-3..4f; frame 0 is pixel frame 0."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.05,
+                               tooltip="λ: 1 replaces the latent by noise; smaller values blend (1-λ)·x + λ·ε."),
+                io.Int.Input("noise_seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
+                             tooltip="Seed of the injected noise (each step gets its own draw)."),
+                io.Sampler.Input("sampler", optional=True,
+                                 tooltip="The SAMPLER to wrap for SamplerCustomAdvanced (from KSamplerSelect); "
+                                 "euler when empty."),
+            ],
+            outputs=[
+                CosPerturb.Output(display_name="perturb", tooltip="For the CoS Sampler's 'perturb' input."),
+                io.Sampler.Output(display_name="sampler", tooltip="A SAMPLER for SamplerCustomAdvanced that applies "
+                                  "the injection; steps are counted across a two-stage graph by σ."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, mode=None, strength=None, **_):
+        if mode is not None and mode not in MODES:
+            return f"mode: '{mode}' is not one of {list(MODES)}"
+        if strength is not None and not 0.0 <= strength <= 1.0:
+            return f"strength: λ = {strength} must lie in [0, 1]"
+        return True
+
+    @classmethod
+    def execute(cls, mode, index, strength, noise_seed, sampler=None) -> io.NodeOutput:
+        injection = NoiseInjection(mode, int(index), float(strength), int(noise_seed))
+        if not 0.0 <= injection.strength <= 1.0:
+            raise ValueError(f"strength: λ = {strength} must lie in [0, 1]")
+        base = sampler if sampler is not None else comfy.samplers.sampler_object("euler")
+        return io.NodeOutput(injection, SegmentedSampler(base, injection))
