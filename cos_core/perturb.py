@@ -4,7 +4,8 @@
 - **Noise at frame f**: x_{all steps, f} ← N(0, I): latent frame f is replaced before every step.
 
 With a strength λ < 1 the latent is blended instead, x ← (1 − λ)·x + λ·ε. The noise is seeded
-by (seed, step), so a run is reproducible and each step of a frame injection gets fresh noise.
+by a mix of (seed, step), so a run is reproducible, each step of a frame injection gets fresh
+noise, and the injected noise is never the sampler's own initial noise drawn again.
 Latents are in model space, (B, C, F, H, W); latent frame f covers the VAE's temporal stride of
 pixel frames (Wan: 4; frame 0 is pixel frame 0 alone).
 """
@@ -49,7 +50,10 @@ class NoiseInjection:
         return self.mode == "frame" or step == self.index
 
     def noise(self, like: torch.Tensor, step: int) -> torch.Tensor:
-        gen = torch.Generator(device="cpu").manual_seed((int(self.seed) * 1_000_003 + int(step)) % 2**63)
+        """ε for ``step``: float32 N(0, I) drawn on the CPU from a stream mixed from (seed, step), so it
+        never coincides with the sampler's own seed streams (torch.manual_seed(seed))."""
+        mixed = (int(self.seed) * 0x9E3779B97F4A7C15 + int(step) * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) % 2**63
+        gen = torch.Generator(device="cpu").manual_seed(mixed)
         return torch.randn(like.shape, generator=gen, dtype=torch.float32).to(like.device, like.dtype)
 
     def apply(self, x: torch.Tensor, step: int) -> torch.Tensor:

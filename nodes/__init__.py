@@ -3,14 +3,17 @@ from comfy_api.latest import ComfyExtension, io
 
 from .capture import CoSCaptureX0
 from .decode import CoSDecodeSteps
+from .info_flow import CoSInformationFlow
 from .noise import CoSNoiseInjection
 from .probe import CoSLayerProbe
 from .sampler import CoSSampler
 from .trace_io import CoSLoadTrace, CoSSaveTrace
 from .videos import CoSSaveStepVideos
 
-NODES: list[type[io.ComfyNode]] = [CoSSampler, CoSCaptureX0, CoSLayerProbe, CoSNoiseInjection, CoSDecodeSteps,
-                                   CoSSaveStepVideos, CoSSaveTrace, CoSLoadTrace]
+NODES: list[type[io.ComfyNode]] = [
+    CoSSampler, CoSCaptureX0, CoSLayerProbe, CoSNoiseInjection, CoSInformationFlow, CoSDecodeSteps, CoSSaveStepVideos,
+    CoSSaveTrace, CoSLoadTrace,
+]
 
 
 class ChainOfStepsExtension(ComfyExtension):

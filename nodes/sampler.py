@@ -35,6 +35,46 @@ def check_settings(steps, capture_steps, switch_mode, boundary, switch_step_valu
     return True
 
 
+def run_inputs() -> list:
+    """The inputs that plan a sampling run, shared by the CoS Sampler and the sweeps."""
+    return [
+        io.Model.Input("model_high", tooltip="The high-noise expert (Wan2.2 A14B), or the only model "
+                       "(Wan2.1, Wan2.2-5B). Must be a flow model (after ModelSamplingSD3)."),
+        io.Conditioning.Input("positive", tooltip="Positive conditioning (e.g. from WanImageToVideo)."),
+        io.Conditioning.Input("negative", tooltip="Negative conditioning."),
+        io.Latent.Input("latent", tooltip="The video latent to denoise (B, C, F, H, W)."),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                     tooltip="Seed of the initial noise (ignored when a NOISE is connected)."),
+        io.Int.Input("steps", default=20, min=1, max=10000,
+                     tooltip="Total denoising steps S, across both experts."),
+        io.Float.Input("cfg", default=3.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance scale (official Wan2.2 I2V: 3.5)."),
+        io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler",
+                       tooltip="ComfyUI sampler. Multi-evaluation samplers (heun, dpmpp_2s) are fine: "
+                       "x̂0 is recorded once per step."),
+        io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple",
+                       tooltip="ComfyUI scheduler."),
+        io.Combo.Input("switch_mode", options=SWITCH_MODES, default="boundary sigma",
+                       tooltip="When the low-noise expert takes over: at the first step whose σ is "
+                       "below 'boundary' (official Wan2.2), or at 'switch_step'."),
+        io.Float.Input("boundary", default=WAN22_I2V_BOUNDARY, min=0.001, max=0.999, step=0.005,
+                       round=0.001, tooltip="σ boundary of the expert switch (official Wan2.2: 0.900 "
+                       "for I2V, 0.875 for T2V). Used when switch_mode is 'boundary sigma'."),
+        io.Int.Input("switch_step", default=10, min=0, max=10000,
+                     tooltip="Global step where the low-noise expert starts, when switch_mode is 'step' "
+                     "(ComfyUI's template: 10 of 20)."),
+    ]
+
+
+def run_optional_inputs() -> list:
+    return [
+        io.Model.Input("model_low", optional=True,
+                       tooltip="The low-noise expert of Wan2.2 A14B. Leave empty for one-model sampling."),
+        io.Noise.Input("noise", optional=True,
+                       tooltip="A NOISE (e.g. RandomNoise) to use instead of 'seed'."),
+    ]
+
+
 class CoSSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -46,40 +86,13 @@ class CoSSampler(io.ComfyNode):
                          "exactly like two KSamplerAdvanced nodes, and keeps the x̂0 prediction of every chosen "
                          "step (paper Sec. 3, Eq. 2) with a live multi-frame preview."),
             inputs=[
-                io.Model.Input("model_high", tooltip="The high-noise expert (Wan2.2 A14B), or the only model "
-                               "(Wan2.1, Wan2.2-5B). Must be a flow model (after ModelSamplingSD3)."),
-                io.Conditioning.Input("positive", tooltip="Positive conditioning (e.g. from WanImageToVideo)."),
-                io.Conditioning.Input("negative", tooltip="Negative conditioning."),
-                io.Latent.Input("latent", tooltip="The video latent to denoise (B, C, F, H, W)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seed of the initial noise (ignored when a NOISE is connected)."),
-                io.Int.Input("steps", default=20, min=1, max=10000,
-                             tooltip="Total denoising steps S, across both experts."),
-                io.Float.Input("cfg", default=3.5, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale (official Wan2.2 I2V: 3.5)."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler",
-                               tooltip="ComfyUI sampler. Multi-evaluation samplers (heun, dpmpp_2s) are fine: "
-                               "x̂0 is recorded once per step."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple",
-                               tooltip="ComfyUI scheduler."),
-                io.Combo.Input("switch_mode", options=SWITCH_MODES, default="boundary sigma",
-                               tooltip="When the low-noise expert takes over: at the first step whose σ is "
-                               "below 'boundary' (official Wan2.2), or at 'switch_step'."),
-                io.Float.Input("boundary", default=WAN22_I2V_BOUNDARY, min=0.001, max=0.999, step=0.005,
-                               round=0.001, tooltip="σ boundary of the expert switch (official Wan2.2: 0.900 "
-                               "for I2V, 0.875 for T2V). Used when switch_mode is 'boundary sigma'."),
-                io.Int.Input("switch_step", default=10, min=0, max=10000,
-                             tooltip="Global step where the low-noise expert starts, when switch_mode is 'step' "
-                             "(ComfyUI's template: 10 of 20)."),
+                *run_inputs(),
                 io.String.Input("capture_steps", default="all",
                                 tooltip="Steps whose x̂0 is kept: 'all', '0,10,20', '0-19,45-49' (the official "
                                 "--vis_steps syntax), negatives count from the end."),
                 io.Int.Input("preview_frames", default=4, min=0, max=16, advanced=True,
                              tooltip="Frames shown in the live preview (0: off)."),
-                io.Model.Input("model_low", optional=True,
-                               tooltip="The low-noise expert of Wan2.2 A14B. Leave empty for one-model sampling."),
-                io.Noise.Input("noise", optional=True,
-                               tooltip="A NOISE (e.g. RandomNoise) to use instead of 'seed'."),
+                *run_optional_inputs(),
                 CosPerturb.Input("perturb", optional=True,
                                  tooltip="A noise injection from CoS Noise Injection (paper Sec. 3.2), applied "
                                  "to the trajectory itself."),

@@ -60,3 +60,13 @@ def test_segments_split_only_where_needed():
 def test_validate_names_the_bad_input(inj, total, frames, needle):
     with pytest.raises(ValueError, match=needle):
         inj.validate(total, frames)
+
+
+def test_injected_noise_is_not_the_samplers_own_noise_drawn_again():
+    """ComfyUI draws initial noise with torch.manual_seed(seed); injecting noise with small seeds must not
+    reproduce it (that would make the injection invisible)."""
+    x = latent()
+    for seed in range(4):
+        for step in range(4):
+            own = torch.randn(x.shape, generator=torch.Generator().manual_seed(step))
+            assert not torch.allclose(NoiseInjection("step", step, seed=seed).noise(x, step), own)
