@@ -1,4 +1,4 @@
-"""Layer energy (paper Sec. 4): how strongly each token is active in a DiT block's output.
+"""Layer energy (paper Sec. 5.1, Fig. 6a, App. D): how strongly each token is active in a DiT block's output.
 
 For a block output U with tokens (B, N, D) laid out over a (F, H, W) latent grid, the energy is
 E = ‖U‖₂ over D, reshaped to (B, F, H, W). It is computed where U lives (the GPU) with float32

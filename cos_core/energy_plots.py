@@ -788,8 +788,8 @@ def cross_step_curves(steps: Sequence[int], means: Mapping[int, Sequence[float] 
         big = float(np.nanmax(np.abs(sigma_arr))) if np.isfinite(sigma_arr).any() else 0.0
         form = "{:.3f}" if big < 10 else "{:.3g}"
         sigma_of = {int(s): float(v) for s, v in zip(step_arr, sigma_arr)}
-        top.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: form.format(sigma_of.get(int(round(v)),
-                                                                                             float("nan")))))
+        top.xaxis.set_major_formatter(FuncFormatter(
+            lambda v, _pos: form.format(sigma_of[int(round(v))]) if int(round(v)) in sigma_of else ""))
         top.tick_params(colors=_FG, labelcolor=_FG, labelsize=10)
         top.spines["top"].set_color(_MUTED)
         top.set_xlabel("noise level σ", color=_FG, fontsize=12)

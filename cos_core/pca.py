@@ -1,4 +1,4 @@
-"""PCA maps of hidden states (paper Sec. 4, Fig. 5): three principal components as RGB.
+"""PCA maps of hidden states (the token visualisation of paper Sec. 5.1): 3 components as RGB.
 
 The official tool refits PCA (scikit-learn, on the CPU) for every layer and step, so colours
 mean different things in every picture. Here a basis is fitted on the device with

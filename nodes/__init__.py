@@ -3,6 +3,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .capture import CoSCaptureX0
 from .decode import CoSDecodeSteps
+from .ensemble import CoSSeedEnsemble
 from .info_flow import CoSInformationFlow
 from .noise import CoSNoiseInjection
 from .probe import CoSLayerProbe
@@ -11,8 +12,8 @@ from .trace_io import CoSLoadTrace, CoSSaveTrace
 from .videos import CoSSaveStepVideos
 
 NODES: list[type[io.ComfyNode]] = [
-    CoSSampler, CoSCaptureX0, CoSLayerProbe, CoSNoiseInjection, CoSInformationFlow, CoSDecodeSteps, CoSSaveStepVideos,
-    CoSSaveTrace, CoSLoadTrace,
+    CoSSampler, CoSCaptureX0, CoSLayerProbe, CoSNoiseInjection, CoSInformationFlow, CoSSeedEnsemble, CoSDecodeSteps,
+    CoSSaveStepVideos, CoSSaveTrace, CoSLoadTrace,
 ]
 
 

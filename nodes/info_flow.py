@@ -85,9 +85,9 @@ class CoSInformationFlow(io.ComfyNode):
     @classmethod
     def execute(cls, model_high, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, switch_mode,
                 boundary, switch_step, mode, injections, strength, noise_seed, filename_prefix, model_low=None,
-                noise=None) -> io.NodeOutput:
+                noise=None, sampler=None) -> io.NodeOutput:
         run = plan_run(model_high, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
-                       switch_mode, boundary, switch_step, model_low=model_low, noise=noise)
+                       switch_mode, boundary, switch_step, model_low=model_low, noise=noise, sampler=sampler)
         total = run.total_steps
         frames = run.latent_image.shape[2]
         chosen = parse_spec(injections, total if mode == "step" else frames, name="injections")

@@ -31,17 +31,21 @@ class SegmentedSampler(comfy.samplers.KSAMPLER):
         offset: global step of the first σ this sampler gets; None to count across stages by σ.
         start_x: a model-space latent to start from instead of the sampler's initial latent
             (resuming a recorded run at a later step).
+        keep_first_after: after this global step only batch item 0 continues (the seed
+            ensemble's ``continue = primary``); None keeps the whole batch.
 
     Raises:
         ValueError: if ``base`` is not a k-diffusion sampler.
     """
 
-    def __init__(self, base, injection: NoiseInjection | None, offset: int | None = None, start_x=None):
+    def __init__(self, base, injection: NoiseInjection | None, offset: int | None = None, start_x=None,
+                 keep_first_after: int | None = None):
         if not isinstance(base, comfy.samplers.KSAMPLER):
             raise ValueError(f"sampler: {type(base).__name__} cannot be split into segments; use a k-diffusion "
                              "sampler from KSamplerSelect (euler, heun, dpmpp_2m, ...)")
         super().__init__(self._run, extra_options={}, inpaint_options=base.inpaint_options)
         self.base, self.injection, self.offset, self.start_x = base, injection, offset, start_x
+        self.keep_first_after = keep_first_after
         self.clock = StageClock()
 
     def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None, **_):
@@ -52,13 +56,31 @@ class SegmentedSampler(comfy.samplers.KSAMPLER):
         if self.injection is not None:
             self._check(x, end if float(sigmas[-1]) == 0.0 else None)
         segments = self.injection.segments(offset, end) if self.injection else [(offset, end)]
+        cut = self.keep_first_after
+        if cut is not None and offset <= cut < end - 1:
+            segments = [piece for a, b in segments for piece in ((a, min(b, cut + 1)), (max(a, cut + 1), b))
+                        if piece[1] > piece[0]]
         for a, b in segments:
+            if cut is not None and a > cut and x.shape[0] > 1:
+                x = self._keep_first(model, x, extra_args)
             if self.injection is not None:
                 x = self.injection.apply(x, a)
             shifted = None if callback is None else (lambda d, k=a - offset: callback({**d, "i": d["i"] + k}))
             x = self.base.sampler_function(model, x, sigmas[a - offset:b - offset + 1], extra_args=extra_args,
                                            callback=shifted, disable=disable, **self.base.extra_options)
         return x
+
+    @staticmethod
+    def _keep_first(model, x, extra_args):
+        """Drop every batch item but the first, in the latent and the sampler's inpaint state."""
+        for name in ("latent_image", "noise"):
+            value = getattr(model, name, None)
+            if value is not None and getattr(value, "shape", (0,))[0] == x.shape[0]:
+                setattr(model, name, value[:1])
+        mask = (extra_args or {}).get("denoise_mask")
+        if mask is not None and mask.shape[0] == x.shape[0]:
+            extra_args["denoise_mask"] = mask[:1]
+        return x[:1]
 
     def _check(self, x, total_steps: int | None) -> None:
         """Fail before the model runs when the injection cannot apply to this latent or schedule."""

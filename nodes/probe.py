@@ -1,7 +1,7 @@
 """CoS Layer Probe: hooks chosen DiT blocks at chosen steps and keeps small per-layer summaries.
 
 A ``patches_replace["dit"][("double_block", i)]`` function on a *clone* of the model runs the
-real block, then reduces its output on the device: layer energy (paper Sec. 4), PCA colours,
+real block, then reduces its output on the device: layer energy (paper Sec. 5.1), PCA colours,
 or (capped) raw states. Results stay on the device until the step is over and then move to the
 CPU in one go. An OUTER_SAMPLE wrapper gives every stage its global step offset and flushes or
 drops pending results in ``finally``, so an error or an interrupt leaves nothing behind; the
@@ -144,7 +144,7 @@ class CoSLayerProbe(io.ComfyNode):
             display_name="CoS Layer Probe",
             category="Chain-of-Steps/probe",
             description=("Hooks chosen DiT blocks at chosen steps and records per-layer token energy and PCA "
-                         "colours (paper Sec. 4: early layers perceive, middle layers 20-29 reason, late layers "
+                         "colours (paper Sec. 5.1: early layers perceive, middle layers 20-29 reason, late layers "
                          "consolidate). Works with the CoS Sampler and with ComfyUI's own samplers; connect "
                          "both Wan2.2 experts for one trace with global steps."),
             inputs=[

@@ -71,7 +71,11 @@ def run_optional_inputs() -> list:
         io.Model.Input("model_low", optional=True,
                        tooltip="The low-noise expert of Wan2.2 A14B. Leave empty for one-model sampling."),
         io.Noise.Input("noise", optional=True,
-                       tooltip="A NOISE (e.g. RandomNoise) to use instead of 'seed'."),
+                       tooltip="A NOISE (e.g. RandomNoise, or CoS Seed Ensemble's per-member seeds) to use "
+                       "instead of 'seed'."),
+        io.Sampler.Input("sampler", optional=True,
+                         tooltip="A SAMPLER (KSamplerSelect, CoS Seed Ensemble, CoS Noise Injection) used instead "
+                         "of sampler_name; the σ schedule still comes from sampler_name and scheduler."),
     ]
 
 
@@ -114,12 +118,12 @@ class CoSSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model_high, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
                 switch_mode, boundary, switch_step, capture_steps, preview_frames=4, model_low=None,
-                noise=None, perturb=None) -> io.NodeOutput:
+                noise=None, sampler=None, perturb=None) -> io.NodeOutput:
         message = check_settings(steps, capture_steps, switch_mode, boundary, switch_step)
         if message is not True:
             raise ValueError(message)
         run = plan_run(model_high, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
-                       switch_mode, boundary, switch_step, model_low=model_low, noise=noise)
+                       switch_mode, boundary, switch_step, model_low=model_low, noise=noise, sampler=sampler)
         if perturb is not None:
             perturb.validate(run.total_steps, run.latent_image.shape[2])
         trace = Trace(run.meta | {"source": "CoSSampler", "capture_steps": capture_steps,
@@ -143,8 +147,13 @@ class CoSSampler(io.ComfyNode):
 
 
 def x0_latent(trace: Trace) -> dict:
-    """The captured x̂0 as one LATENT: samples (S'·B, C, F, H, W), step-major, plus the step list."""
+    """The captured x̂0 as one LATENT: the steps' batches concatenated, step-major, (Σ B_s, C, F, H, W).
+
+    ``cos_steps`` names the step of every batch row (an ensemble with ``continue = primary`` has K
+    rows at its ensemble steps and one afterwards).
+    """
     if not len(trace):
         return {"samples": torch.zeros((0,)), "cos_steps": []}
-    steps, stacked = trace.stack("x0_hat")
-    return {"samples": stacked.flatten(0, 1), "cos_steps": steps}
+    tensors = [(s, trace[s].tensors["x0_hat"]) for s in trace.steps if "x0_hat" in trace[s].tensors]
+    rows = [s for s, t in tensors for _ in range(t.shape[0])]
+    return {"samples": torch.cat([t for _, t in tensors]), "cos_steps": rows}

@@ -46,6 +46,7 @@ class Run:
     noise: torch.Tensor
     switch: int | None
     meta: dict = field(default_factory=dict)
+    sampler: object = None
 
     @property
     def total_steps(self) -> int:
@@ -56,7 +57,7 @@ class Run:
 
 
 def plan_run(model_high, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, switch_mode="step",
-             boundary=0.9, switch_at=None, model_low=None, noise=None) -> Run:
+             boundary=0.9, switch_at=None, model_low=None, noise=None, sampler=None) -> Run:
     """Check the inputs and plan a run.
 
     Raises:
@@ -89,7 +90,7 @@ def plan_run(model_high, positive, negative, latent, seed, steps, cfg, sampler_n
             "stage_starts": [a for _, a, _ in stages], "switch_step": switch,
             "boundary": boundary if two and switch_mode != "step" else None}
     return Run({e: by_expert[e] for e, _, _ in stages}, positive, negative, cfg, sampler_name, scheduler, int(seed),
-               sigmas, stages, latent, latent_image, initial_noise, switch, meta)
+               sigmas, stages, latent, latent_image, initial_noise, switch, meta, sampler)
 
 
 def sample_run(run: Run, stage_callback=None, injection: NoiseInjection | None = None, start_step: int = 0,
@@ -113,7 +114,7 @@ def sample_run(run: Run, stage_callback=None, injection: NoiseInjection | None =
         begin = max(start, start_step)
         model = run.model_of(expert)
         callback = stage_callback(index, expert, begin, end, model) if stage_callback else None
-        base = comfy.samplers.sampler_object(run.sampler_name)
+        base = run.sampler if run.sampler is not None else comfy.samplers.sampler_object(run.sampler_name)
         resume = start_x if (first and start_step > 0) else None
         sampler = base
         if injection is not None or resume is not None:

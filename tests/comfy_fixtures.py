@@ -111,3 +111,18 @@ def i2v_inputs(tiny):
                                   start_image=image)
     positive, negative, latent = out[0], out[1], out[2]
     return types.SimpleNamespace(positive=positive, negative=negative, latent=latent)
+
+
+@pytest.fixture(scope="session")
+def deep(comfy_root):
+    """A 30-block tiny Wan2.2 I2V expert pair (blocks 20-29 exist), built in memory, shift 5."""
+    import comfy.sd
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+
+    from tools.tiny import wan_state_dict
+
+    def build(seed):
+        model = comfy.sd.load_diffusion_model_state_dict(wan_state_dict(seed, in_dim=36, num_layers=30))
+        return ModelSamplingSD3().patch(model, 5.0)[0]
+
+    return types.SimpleNamespace(high=build(11), low=build(12))
