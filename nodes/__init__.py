@@ -3,6 +3,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .capture import CoSCaptureX0
 from .decode import CoSDecodeSteps
+from .energy_maps import CoSEnergyMaps
 from .ensemble import CoSSeedEnsemble
 from .info_flow import CoSInformationFlow
 from .noise import CoSNoiseInjection
@@ -13,7 +14,7 @@ from .videos import CoSSaveStepVideos
 
 NODES: list[type[io.ComfyNode]] = [
     CoSSampler, CoSCaptureX0, CoSLayerProbe, CoSNoiseInjection, CoSInformationFlow, CoSSeedEnsemble, CoSDecodeSteps,
-    CoSSaveStepVideos, CoSSaveTrace, CoSLoadTrace,
+    CoSEnergyMaps, CoSSaveStepVideos, CoSSaveTrace, CoSLoadTrace,
 ]
 
 

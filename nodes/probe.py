@@ -31,6 +31,7 @@ class ProbeState:
     def __init__(self, handle: TraceHandle, adapter: Adapter, layers: list[int], halves, energy: bool, pca: bool,
                  raw: bool, raw_cap_mib: int, shared_basis: bool):
         self.handle, self.adapter, self.layers = handle, adapter, list(layers)
+        self.temporal_stride = 1
         self.halves, self.energy, self.pca, self.raw = set(halves), energy, pca, raw
         self.raw_cap = int(raw_cap_mib) * 2**20
         self.shared_basis = shared_basis
@@ -121,7 +122,7 @@ class ProbeState:
         return wrapper
 
     def describe(self) -> dict:
-        return {"layers": self.layers,
+        return {"layers": self.layers, "temporal_stride": self.temporal_stride,
                 "probe": {"halves": sorted(self.halves), "energy": self.energy, "pca": self.pca, "raw": self.raw,
                           "pca_basis": "shared" if self.shared_basis else "per step"}}
 
@@ -211,6 +212,7 @@ class CoSLayerProbe(io.ComfyNode):
         handle = TraceHandle(StepSelection(steps, "steps"))
         state = ProbeState(handle, adapter, chosen, HALVES[cfg_half], energy, pca, raw_states, raw_cap_mib,
                            shared_basis=pca_basis == PCA_BASES[0])
+        state.temporal_stride = adapter.latent_info(model).temporal_stride
         two = model_low is not None
         high = patch_for_probe(model, state, chosen, "high" if two else "single")
         low = patch_for_probe(model_low, state, chosen, "low") if two else None

@@ -139,3 +139,25 @@ def test_trace_memory_at_full_wan22_size_stays_under_1_gib(probed_run):
     assert per_token == 10
     full = 40 * 50 * 32760 * per_token
     assert full < 2**30, f"{full / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("view", ["energy grid (layers × frames)", "PCA grid (layers × frames)",
+                                  "temporal energy curves", "mean energy across steps"])
+def test_energy_maps_draw_every_view(probed_run, view):
+    from chain_of_steps_pack.nodes.energy_maps import CoSEnergyMaps
+
+    image = CoSEnergyMaps.PREPARE_CLASS_CLONE(None).execute(probed_run.handle, view, -1, "all", "global", 0,
+                                                            "cond").result[0]
+    assert image.ndim == 4 and image.shape[0] == 1 and image.shape[-1] == 3 and image.shape[2] > 400
+    assert float(image.std()) > 0.02
+
+
+def test_energy_maps_errors_name_the_input(probed_run):
+    from chain_of_steps_pack.nodes.energy_maps import CoSEnergyMaps
+
+    node = CoSEnergyMaps.PREPARE_CLASS_CLONE(None)
+    with pytest.raises(ValueError, match="uncond"):
+        node.execute(probed_run.handle, "energy grid (layers × frames)", 0, "all", "global", 0, "uncond")
+    with pytest.raises(ValueError, match="layers"):
+        node.execute(probed_run.handle, "energy grid (layers × frames)", 0, "7", "global", 0, "cond")
+    assert "normalise" in CoSEnergyMaps.validate_inputs(normalise="log")
