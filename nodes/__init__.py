@@ -2,19 +2,21 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .capture import CoSCaptureX0
+from .convergence import CoSConvergence
 from .decode import CoSDecodeSteps
 from .energy_maps import CoSEnergyMaps
 from .ensemble import CoSSeedEnsemble
 from .info_flow import CoSInformationFlow
 from .noise import CoSNoiseInjection
 from .probe import CoSLayerProbe
+from .resume import CoSResume
 from .sampler import CoSSampler
 from .trace_io import CoSLoadTrace, CoSSaveTrace
 from .videos import CoSSaveStepVideos
 
 NODES: list[type[io.ComfyNode]] = [
-    CoSSampler, CoSCaptureX0, CoSLayerProbe, CoSNoiseInjection, CoSInformationFlow, CoSSeedEnsemble, CoSDecodeSteps,
-    CoSEnergyMaps, CoSSaveStepVideos, CoSSaveTrace, CoSLoadTrace,
+    CoSSampler, CoSResume, CoSCaptureX0, CoSLayerProbe, CoSNoiseInjection, CoSInformationFlow, CoSSeedEnsemble,
+    CoSDecodeSteps, CoSEnergyMaps, CoSConvergence, CoSSaveStepVideos, CoSSaveTrace, CoSLoadTrace,
 ]
 
 

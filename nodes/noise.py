@@ -47,6 +47,7 @@ class SegmentedSampler(comfy.samplers.KSAMPLER):
         self.base, self.injection, self.offset, self.start_x = base, injection, offset, start_x
         self.keep_first_after = keep_first_after
         self.clock = StageClock()
+        self.last_x = None  # the model-space latent this sampler returned last (for stop/resume)
 
     def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None, **_):
         offset = self.offset if self.offset is not None else self.clock.begin([float(s) for s in sigmas])[0]
@@ -68,6 +69,7 @@ class SegmentedSampler(comfy.samplers.KSAMPLER):
             shifted = None if callback is None else (lambda d, k=a - offset: callback({**d, "i": d["i"] + k}))
             x = self.base.sampler_function(model, x, sigmas[a - offset:b - offset + 1], extra_args=extra_args,
                                            callback=shifted, disable=disable, **self.base.extra_options)
+        self.last_x = x
         return x
 
     @staticmethod

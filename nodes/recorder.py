@@ -47,13 +47,16 @@ class X0Recorder:
         selection: which global steps to keep.
         on_step: optional ``fn(global_step, sigma, expert, x0_model_space)`` for progress/preview.
         record_noisy: also keep the noisy state x_σ (latent space) as ``"x"``.
+        always: global steps recorded whatever the selection says (e.g. the step a run stops at).
     """
 
-    def __init__(self, trace: Trace, selection: StepSelection, on_step=None, record_noisy: bool = False):
+    def __init__(self, trace: Trace, selection: StepSelection, on_step=None, record_noisy: bool = False,
+                 always: set[int] = frozenset()):
         self.trace = trace
         self.selection = selection
         self.on_step = on_step
         self.record_noisy = record_noisy
+        self.always = set(always)
 
     def stage_callback(self, sigmas: torch.Tensor, offset: int, stage: int, expert: str, process_out, chain=None):
         """A ComfyUI sampler callback ``(step, x0, x, total_steps)`` for one stage.
@@ -69,7 +72,7 @@ class X0Recorder:
         def callback(step, x0, x, total_steps):
             g = offset + step
             sigma = sigma_list[step] if step < len(sigma_list) else float("nan")
-            if self.selection.may_need(g):
+            if self.selection.may_need(g) or g in self.always:
                 tensors = {"x0_hat": process_out(x0.detach()).to("cpu", torch.float32)}
                 if self.record_noisy:
                     tensors["x"] = process_out(x.detach()).to("cpu", torch.float32)
@@ -83,7 +86,7 @@ class X0Recorder:
 
     def finish(self, total_steps: int) -> Trace:
         """Drop records the spec did not ask for, once S is known; returns the trace."""
-        return self.trace.filtered(self.selection.resolve(total_steps))
+        return self.trace.filtered(set(self.selection.resolve(total_steps)) | self.always)
 
 
 class TraceHandle:

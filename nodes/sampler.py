@@ -11,6 +11,7 @@ from ..cos_core.trace import Trace
 from .adapters import adapter_for
 from .live_preview import LivePreview
 from .recorder import StepSelection, X0Recorder
+from .resume import stop_state
 from .sampling import SWITCH_MODES, full_schedule, plan_run, sample_run
 from .types import CosPerturb, CosTrace
 
@@ -94,6 +95,9 @@ class CoSSampler(io.ComfyNode):
                 io.String.Input("capture_steps", default="all",
                                 tooltip="Steps whose x̂0 is kept: 'all', '0,10,20', '0-19,45-49' (the official "
                                 "--vis_steps syntax), negatives count from the end."),
+                io.Int.Input("stop_after_step", default=-1, min=-1, max=10000,
+                             tooltip="Stop after this global step (-1: run to the end). The LATENT output is then "
+                             "the clean x̂0 of that step, and 'state' holds what CoS Resume needs to finish."),
                 io.Int.Input("preview_frames", default=4, min=0, max=16, advanced=True,
                              tooltip="Frames shown in the live preview (0: off)."),
                 *run_optional_inputs(),
@@ -107,43 +111,57 @@ class CoSSampler(io.ComfyNode):
                                  tooltip="x̂0 of the captured steps as one LATENT batch (steps × batch), "
                                  "decodable with VAE Decode."),
                 CosTrace.Output(display_name="trace", tooltip="The run's trace: x̂0 per step with σ, step, expert."),
+                CosTrace.Output(display_name="state", tooltip="When stopped early: the noisy state, schedule and "
+                                "settings to finish the run with CoS Resume (save it with CoS Save Trace)."),
             ],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def validate_inputs(cls, steps=None, capture_steps=None, switch_mode=None, boundary=None, switch_step=None, **_):
+    def validate_inputs(cls, steps=None, capture_steps=None, switch_mode=None, boundary=None, switch_step=None,
+                        stop_after_step=None, **_):
+        if stop_after_step is not None and steps is not None and not -1 <= stop_after_step < steps:
+            return f"stop_after_step: {stop_after_step} is outside 0..{steps - 1} (or -1 to run to the end)"
         return check_settings(steps, capture_steps, switch_mode, boundary, switch_step)
 
     @classmethod
     def execute(cls, model_high, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
-                switch_mode, boundary, switch_step, capture_steps, preview_frames=4, model_low=None,
-                noise=None, sampler=None, perturb=None) -> io.NodeOutput:
-        message = check_settings(steps, capture_steps, switch_mode, boundary, switch_step)
+                switch_mode, boundary, switch_step, capture_steps, stop_after_step=-1, preview_frames=4,
+                model_low=None, noise=None, sampler=None, perturb=None) -> io.NodeOutput:
+        message = cls.validate_inputs(steps=steps, capture_steps=capture_steps, switch_mode=switch_mode,
+                                      boundary=boundary, switch_step=switch_step, stop_after_step=stop_after_step)
         if message is not True:
             raise ValueError(message)
         run = plan_run(model_high, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
                        switch_mode, boundary, switch_step, model_low=model_low, noise=noise, sampler=sampler)
         if perturb is not None:
             perturb.validate(run.total_steps, run.latent_image.shape[2])
-        trace = Trace(run.meta | {"source": "CoSSampler", "capture_steps": capture_steps,
-                                  "perturbation": perturb.describe() if perturb is not None else None})
+        stop_after = stop_after_step if 0 <= stop_after_step < steps - 1 else None
+        settings = {"switch_mode": switch_mode, "boundary_setting": boundary, "switch_step_setting": switch_step}
+        trace = Trace(run.meta | settings | {"source": "CoSSampler", "capture_steps": capture_steps,
+                                             "perturbation": perturb.describe() if perturb is not None else None})
         info = adapter_for(model_high).latent_info(model_high)
-        live = LivePreview(steps, cls.hidden.unique_id, info, frames=preview_frames)
-        recorder = X0Recorder(trace, StepSelection(capture_steps), on_step=live.on_step)
+        live = LivePreview(steps if stop_after is None else stop_after + 1, cls.hidden.unique_id, info,
+                           frames=preview_frames)
+        keep = {stop_after} if stop_after is not None else set()
+        recorder = X0Recorder(trace, StepSelection(capture_steps), on_step=live.on_step, always=keep)
 
         def stage_callback(index, expert, start, end, model):
             return recorder.stage_callback(run.sigmas[start:end + 1], start, index, expert,
                                            model.model.process_latent_out)
 
         try:
-            samples = sample_run(run, stage_callback, injection=perturb)
+            samples, stop = sample_run(run, stage_callback, injection=perturb, stop_after=stop_after)
         finally:
             live.close()
         trace = recorder.finish(steps)
         out = {k: v for k, v in latent.items() if k not in ("downscale_ratio_spacial", "downscale_ratio_temporal")}
         out["samples"] = samples
-        return io.NodeOutput(out, x0_latent(trace), trace)
+        state = None
+        if stop is not None:
+            out["samples"] = trace[stop_after].tensors["x0_hat"]
+            state = stop_state(run, stop, trace, settings, positive, negative)
+        return io.NodeOutput(out, x0_latent(trace), trace, state)
 
 
 def x0_latent(trace: Trace) -> dict:

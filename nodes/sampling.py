@@ -93,35 +93,53 @@ def plan_run(model_high, positive, negative, latent, seed, steps, cfg, sampler_n
                sigmas, stages, latent, latent_image, initial_noise, switch, meta, sampler)
 
 
+@dataclass
+class Stop:
+    """Where a run stopped: resume at ``next_step`` from ``x`` (model space) or, at a stage start,
+    from ``latent`` (latent space, what the stage returned, exactly as KSamplerAdvanced passes it on)."""
+
+    next_step: int
+    x: torch.Tensor | None
+    latent: torch.Tensor
+
+
 def sample_run(run: Run, stage_callback=None, injection: NoiseInjection | None = None, start_step: int = 0,
-               start_x: torch.Tensor | None = None) -> torch.Tensor:
-    """Sample a planned run; returns the final latent (latent space, like KSamplerAdvanced).
+               start_x: torch.Tensor | None = None, start_latent: torch.Tensor | None = None,
+               stop_after: int | None = None) -> tuple[torch.Tensor, Stop | None]:
+    """Sample a planned run; returns (final latent in latent space like KSamplerAdvanced, stop or None).
 
     Args:
         stage_callback: ``fn(stage_index, expert, start, end, model) -> callback or None`` giving a
             ComfyUI sampler callback per stage (stage-local steps, as ComfyUI calls it).
         injection: noise injection applied on the trajectory itself (see :mod:`.noise`).
-        start_step, start_x: resume at global step ``start_step`` from the model-space noisy latent
-            ``start_x`` (B, C, F, H, W) recorded by an earlier run; earlier steps are not recomputed.
+        start_step: resume at this global step, from ``start_x`` (the model-space latent entering it,
+            when it lies inside a stage) or ``start_latent`` (a stage's output latent, when it is the
+            first step of a stage). Earlier steps are not recomputed.
+        stop_after: stop after this global step; the returned latent is the stage's output and the
+            :class:`Stop` holds what resuming needs.
     """
     disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
-    samples = run.latent_image
+    samples = run.latent_image if start_latent is None else start_latent
     noise_mask = run.latent.get("noise_mask")
-    first = True
+    last = run.total_steps - 1 if stop_after is None else min(stop_after, run.total_steps - 1)
+    first, stop = True, None
     for index, (expert, start, end) in enumerate(run.stages):
-        if end <= start_step:
+        if end <= start_step or start > last:
             continue
-        begin = max(start, start_step)
+        begin, finish = max(start, start_step), min(end, last + 1)
         model = run.model_of(expert)
-        callback = stage_callback(index, expert, begin, end, model) if stage_callback else None
+        callback = stage_callback(index, expert, begin, finish, model) if stage_callback else None
         base = run.sampler if run.sampler is not None else comfy.samplers.sampler_object(run.sampler_name)
-        resume = start_x if (first and start_step > 0) else None
+        resume = start_x if first else None
         sampler = base
-        if injection is not None or resume is not None:
+        if injection is not None or resume is not None or finish < end:
             sampler = SegmentedSampler(base, injection, offset=begin, start_x=resume)
-        noise = run.noise if (first and start_step == 0) else comfy.sample.prepare_empty_noise(samples)
-        samples = comfy.sample.sample_custom(model, noise, run.cfg, sampler, run.sigmas[begin:end + 1],
+        noise = run.noise if (first and begin == 0) else comfy.sample.prepare_empty_noise(samples)
+        samples = comfy.sample.sample_custom(model, noise, run.cfg, sampler, run.sigmas[begin:finish + 1],
                                              run.positive, run.negative, samples, noise_mask=noise_mask,
                                              callback=callback, disable_pbar=disable_pbar, seed=run.seed)
         first = False
-    return samples
+        if finish < run.total_steps and finish == last + 1:
+            inner = sampler.last_x if isinstance(sampler, SegmentedSampler) else None
+            stop = Stop(finish, None if finish == end else inner.detach().to("cpu"), samples)
+    return samples, stop

@@ -21,7 +21,7 @@ def ensemble(deep, inputs, **kw):
 def cos_sample(deep, inputs, high=None, low=None, latent=None, noise=None, sampler=None, seed=SEED):
     from chain_of_steps_pack.nodes.sampler import CoSSampler
 
-    out, _, trace = CoSSampler.PREPARE_CLASS_CLONE(None).execute(
+    out, _, trace, _ = CoSSampler.PREPARE_CLASS_CLONE(None).execute(
         model_high=high or deep.high, model_low=low or deep.low, positive=inputs.positive, negative=inputs.negative,
         latent=latent or inputs.latent, seed=seed, steps=STEPS, cfg=3.5, sampler_name="euler", scheduler="simple",
         switch_mode="step", boundary=0.9, switch_step=SPLIT, capture_steps="all", preview_frames=0, noise=noise,

@@ -59,8 +59,8 @@ def test_resumed_perturbed_run_equals_a_whole_run_with_the_injection(tiny, i2v_i
 
     sample_run(run, keep)
     injection = NoiseInjection("step", 3, 1.0, 2)
-    whole = sample_run(run, injection=injection)
-    resumed = sample_run(run, injection=injection, start_step=3, start_x=states[3])
+    whole, _ = sample_run(run, injection=injection)
+    resumed, _ = sample_run(run, injection=injection, start_step=3, start_x=states[3])
     assert torch.allclose(whole, resumed, atol=1e-6)
 
 

@@ -17,7 +17,7 @@ def run(tiny, inputs, perturb=None, sampler_name="euler", **kw):
                 switch_mode="step", boundary=0.9, switch_step=SPLIT, capture_steps="all", preview_frames=0,
                 perturb=perturb)
     args.update(kw)
-    latent, _, trace = CoSSampler.PREPARE_CLASS_CLONE(None).execute(**args).result
+    latent, _, trace, _ = CoSSampler.PREPARE_CLASS_CLONE(None).execute(**args).result
     return latent["samples"], trace
 
 

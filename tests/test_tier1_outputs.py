@@ -15,7 +15,7 @@ def run(pack, tiny, i2v_inputs):
     from chain_of_steps_pack.nodes.sampler import CoSSampler
 
     node = CoSSampler.PREPARE_CLASS_CLONE(None)
-    latent, x0_steps, trace = node.execute(
+    latent, x0_steps, trace, _ = node.execute(
         model_high=tiny.high, model_low=tiny.low, positive=i2v_inputs.positive, negative=i2v_inputs.negative,
         latent=i2v_inputs.latent, seed=3, steps=5, cfg=3.5, sampler_name="euler", scheduler="simple",
         switch_mode="boundary sigma", boundary=0.9, switch_step=0, capture_steps="all", preview_frames=3).result

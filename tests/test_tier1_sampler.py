@@ -29,7 +29,7 @@ def run_cos_sampler(pack, tiny, inputs, **overrides):
                 seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="simple", switch_mode="step",
                 boundary=0.9, switch_step=SPLIT, capture_steps="all", preview_frames=2, model_low=tiny.low)
     args.update(overrides)
-    return node.execute(**args).result
+    return node.execute(**args).result[:3]
 
 
 def test_cos_sampler_equals_stock_two_ksampler_advanced(pack, tiny, i2v_inputs):
