@@ -78,6 +78,38 @@ def parse_spec(spec: str, count: int, name: str = "steps") -> list[int]:
     return sorted(picked)
 
 
+def spec_ranges(spec: str, name: str = "steps") -> list[tuple[int, int]] | None:
+    """Check a spec's syntax without knowing the count; for validating before a run.
+
+    Returns:
+        None for "all", else the inclusive (start, stop) pairs as written (negatives unresolved).
+        Nothing is expanded, so "0-999999999" costs nothing.
+
+    Raises:
+        SpecError: an empty spec, an unreadable token, or a backwards range of same-sign ends.
+    """
+    text = (spec or "").strip()
+    if not text:
+        raise SpecError(f"{name}: the spec is empty; write 'all', a list like '0,10,20' or ranges like '0-19'")
+    if text.lower() == "all":
+        return None
+    pairs = []
+    for token in _SEP.split(text):
+        if not token:
+            continue
+        match = _ITEM.match(token)
+        if not match:
+            raise SpecError(f"{name}: cannot read '{token}'; write 'all', a list like '0,10,20' or ranges like '0-19'")
+        start = int(match.group(1)) if len(match.group(1)) < 20 else 10**19
+        stop = start if match.group(2) is None else (int(match.group(2)) if len(match.group(2)) < 20 else 10**19)
+        if (start < 0) == (stop < 0) and stop < start:
+            raise SpecError(f"{name}: range '{token}' runs backwards; write it low-high")
+        pairs.append((start, stop))
+    if not pairs:
+        raise SpecError(f"{name}: the spec is empty; write 'all', a list like '0,10,20' or ranges like '0-19'")
+    return pairs
+
+
 def format_spec(indices: list[int]) -> str:
     """Inverse of :func:`parse_spec` for display: ``[0,1,2,5]`` → ``"0-2,5"``."""
     parts: list[str] = []

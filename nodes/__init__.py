@@ -11,12 +11,13 @@ from .noise import CoSNoiseInjection
 from .probe import CoSLayerProbe
 from .resume import CoSResume
 from .sampler import CoSSampler
+from .swap import CoSLayerSwapSweep
 from .trace_io import CoSLoadTrace, CoSSaveTrace
 from .videos import CoSSaveStepVideos
 
 NODES: list[type[io.ComfyNode]] = [
     CoSSampler, CoSResume, CoSCaptureX0, CoSLayerProbe, CoSNoiseInjection, CoSInformationFlow, CoSSeedEnsemble,
-    CoSDecodeSteps, CoSEnergyMaps, CoSConvergence, CoSSaveStepVideos, CoSSaveTrace, CoSLoadTrace,
+    CoSLayerSwapSweep, CoSDecodeSteps, CoSEnergyMaps, CoSConvergence, CoSSaveStepVideos, CoSSaveTrace, CoSLoadTrace,
 ]
 
 

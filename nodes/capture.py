@@ -63,7 +63,7 @@ class CoSCaptureX0(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, capture_steps=None, **_):
+    def validate_inputs(cls, capture_steps=None):
         if capture_steps is not None:
             try:
                 StepSelection(capture_steps)

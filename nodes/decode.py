@@ -8,7 +8,7 @@ from comfy_api.latest import io, ui
 
 from ..cos_core.latent_rgb import latent_to_rgb, pick_frames
 from ..cos_core.render import pil_to_tensor, step_grid
-from ..cos_core.steps import SpecError, parse_spec
+from ..cos_core.steps import SpecError, parse_spec, spec_ranges
 from ..cos_core.trace import Trace
 from .adapters import LatentInfo
 from .recorder import as_trace
@@ -55,7 +55,8 @@ class StepDecoder:
         frames_total = x0.shape[1]
         chosen = list(range(frames_total)) if latent_frames is None else latent_frames
         if self.mode == "vae":
-            images = self.vae.decode(x0.unsqueeze(0))
+            with torch.no_grad():
+                images = self.vae.decode(x0.unsqueeze(0)).detach()
             images = images.reshape(-1, *images.shape[-3:])
             if latent_frames is None:
                 return images.float().cpu()
@@ -133,14 +134,14 @@ class CoSDecodeSteps(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mode=None, layout=None, steps=None, **_):
+    def validate_inputs(cls, mode=None, layout=None, steps=None):
         if mode is not None and mode not in MODES:
             return f"mode: '{mode}' is not one of {MODES}"
         if layout is not None and layout not in LAYOUTS:
             return f"layout: '{layout}' is not one of {LAYOUTS}"
         if steps is not None:
             try:
-                parse_spec(steps, 10**9, name="steps")
+                spec_ranges(steps, "steps")
             except SpecError as err:
                 return str(err)
         return True

@@ -7,7 +7,7 @@ from ..cos_core import energy_plots
 from ..cos_core.energy import frame_profile
 from ..cos_core.latent_rgb import pick_frames
 from ..cos_core.render import pil_to_tensor
-from ..cos_core.steps import SpecError, parse_spec
+from ..cos_core.steps import SpecError, parse_spec, spec_ranges
 from ..cos_core.trace import Trace
 from .recorder import as_trace
 from .types import CosTrace
@@ -76,14 +76,14 @@ class CoSEnergyMaps(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, view=None, normalise=None, layers=None, **_):
+    def validate_inputs(cls, view=None, normalise=None, layers=None):
         if view is not None and view not in VIEWS:
             return f"view: '{view}' is not one of {VIEWS}"
         if normalise is not None and normalise not in NORMS:
             return f"normalise: '{normalise}' is not one of {NORMS}"
         try:
             if layers is not None:
-                parse_spec(layers, 10**6, name="layers")
+                spec_ranges(layers, "layers")
         except SpecError as err:
             return str(err)
         return True

@@ -17,9 +17,10 @@ from comfy_api.latest import io
 
 from ..cos_core.clock import StageClock
 from ..cos_core.ensemble import MERGES, member_seeds, primary_cost, pull_to_mean
-from ..cos_core.steps import SpecError, parse_spec
+from ..cos_core.steps import SpecError, parse_spec, spec_ranges
 from .adapters import Adapter, adapter_for, cfg_halves, require_flow_model
 from .noise import SegmentedSampler
+from .recorder import StepSelection
 
 WRAPPER_KEY = "chain_of_steps.seed_ensemble"
 CONTINUE = ["primary", "all"]
@@ -43,9 +44,9 @@ class MemberNoise:
 class EnsembleState:
     """The merge applied inside the window's blocks at the ensemble steps."""
 
-    def __init__(self, adapter: Adapter, members: int, steps: list[int], layers: list[int], alpha: float,
+    def __init__(self, adapter: Adapter, members: int, steps: StepSelection, layers: list[int], alpha: float,
                  merge: str):
-        self.adapter, self.members, self.steps = adapter, members, set(steps)
+        self.adapter, self.members, self.steps = adapter, members, steps
         self.layers, self.alpha, self.merge = list(layers), float(alpha), merge
         self.clock = StageClock()
         self.window_sum: dict[str, torch.Tensor] = {}
@@ -56,7 +57,7 @@ class EnsembleState:
             out = extra["original_block"](args)
             options = args["transformer_options"]
             step = self.clock.step_of(float(options["sigmas"][0]))
-            if step is None or step not in self.steps or self.alpha == 0.0 or self.members == 1:
+            if step is None or not self.steps.may_need(step) or self.alpha == 0.0 or self.members == 1:
                 return out
             return {**out, "img": self._merge(layer, out["img"], options)}
 
@@ -154,14 +155,14 @@ class CoSSeedEnsemble(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps=None, layers=None, alpha=None, merge=None, continue_with=None, **_):
+    def validate_inputs(cls, steps=None, layers=None, alpha=None, merge=None, continue_with=None):
         try:
             if steps is not None:
-                if any(t.startswith("-") for t in steps.replace(",", " ").split()):
-                    return "steps: count ensemble steps from 0 (negative steps are not supported here)"
-                parse_spec(steps, 10**6, name="steps")
+                ranges = spec_ranges(steps, "steps")
+                if ranges is None or any(a < 0 or b < 0 for a, b in ranges):
+                    return "steps: list the ensemble steps counted from 0, e.g. '0' or '0-2' (not 'all' or negatives)"
             if layers is not None:
-                parse_spec(layers, 10**6, name="layers")
+                spec_ranges(layers, "layers")
         except SpecError as err:
             return str(err)
         if alpha is not None and not 0.0 <= alpha <= 1.0:
@@ -182,7 +183,7 @@ class CoSSeedEnsemble(io.ComfyNode):
         adapter = adapter_for(model, "model")
         require_flow_model(model, "model")
         window = parse_spec(layers, adapter.num_blocks(model), name="layers")
-        chosen_steps = parse_spec(steps, 10**6, name="steps")
+        chosen_steps = StepSelection(steps, "steps")
         seed_list = member_seeds(seed, members, seeds)
         state = EnsembleState(adapter, members, chosen_steps, window, alpha, merge)
         high = patch_for_ensemble(model, state)
@@ -191,7 +192,8 @@ class CoSSeedEnsemble(io.ComfyNode):
             adapter_for(model_low, "model_low")
             low = patch_for_ensemble(model_low, state)
         base = sampler if sampler is not None else comfy.samplers.sampler_object("euler")
-        keep = max(chosen_steps) if continue_with == "primary" and members > 1 else None
+        last_step = max(b for _, b in spec_ranges(steps, "steps"))
+        keep = last_step if continue_with == "primary" and members > 1 else None
         out_sampler = SegmentedSampler(base, None, keep_first_after=keep) if keep is not None else base
         return io.NodeOutput(high, low, repeat_latent(latent, members), MemberNoise(seed_list), out_sampler)
 

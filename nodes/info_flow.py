@@ -18,7 +18,7 @@ from ..cos_core.files import write_new
 from ..cos_core.flow import flow_figure, flow_matrix, sensitivity
 from ..cos_core.perturb import MODES, NoiseInjection
 from ..cos_core.render import pil_to_tensor
-from ..cos_core.steps import SpecError, parse_spec
+from ..cos_core.steps import SpecError, parse_spec, spec_ranges
 from .sampler import check_settings, run_inputs, run_optional_inputs
 from .sampling import plan_run, sample_run
 from .trace_io import output_target
@@ -67,7 +67,7 @@ class CoSInformationFlow(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, steps=None, switch_mode=None, boundary=None, switch_step=None, mode=None,
-                        injections=None, strength=None, **_):
+                        injections=None, strength=None):
         message = check_settings(steps, "all", switch_mode, boundary, switch_step)
         if message is not True:
             return message
@@ -77,7 +77,10 @@ class CoSInformationFlow(io.ComfyNode):
             return f"strength: λ = {strength} must lie in [0, 1]"
         try:
             if injections is not None:
-                parse_spec(injections, steps if (mode == "step" and steps) else 10**6, name="injections")
+                if mode == "step" and steps:
+                    parse_spec(injections, steps, name="injections")
+                else:
+                    spec_ranges(injections, "injections")
         except SpecError as err:
             return str(err)
         return True

@@ -123,7 +123,7 @@ class CoSNoiseInjection(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mode=None, strength=None, **_):
+    def validate_inputs(cls, mode=None, strength=None):
         if mode is not None and mode not in MODES:
             return f"mode: '{mode}' is not one of {list(MODES)}"
         if strength is not None and not 0.0 <= strength <= 1.0:

@@ -15,7 +15,7 @@ from comfy_api.latest import io
 
 from ..cos_core.energy import token_energy
 from ..cos_core.pca import fit_basis, project_rgb
-from ..cos_core.steps import SpecError, parse_spec
+from ..cos_core.steps import SpecError, parse_spec, spec_ranges
 from .adapters import Adapter, adapter_for, cfg_halves, require_flow_model
 from .recorder import StepSelection, TraceHandle
 from .types import CosTrace
@@ -181,10 +181,10 @@ class CoSLayerProbe(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, layers=None, steps=None, cfg_half=None, pca_basis=None, raw_cap_mib=None, **_):
+    def validate_inputs(cls, layers=None, steps=None, cfg_half=None, pca_basis=None, raw_cap_mib=None):
         try:
             if layers is not None:
-                parse_spec(layers, 10**6, name="layers")
+                spec_ranges(layers, "layers")
             if steps is not None:
                 StepSelection(steps, "steps")
         except SpecError as err:

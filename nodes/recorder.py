@@ -8,12 +8,10 @@ space (paper Eq. 2); the recorder adds the stage's global offset and stores x̂0
 """
 from __future__ import annotations
 
-import re
-
 import torch
 
 from ..cos_core.clock import StageClock
-from ..cos_core.steps import SpecError, parse_spec
+from ..cos_core.steps import SpecError, parse_spec, spec_ranges
 from ..cos_core.trace import StepRecord, Trace
 
 
@@ -27,12 +25,11 @@ class StepSelection:
     def __init__(self, spec: str, input_name: str = "capture_steps"):
         self.spec = spec
         self.input_name = input_name
-        text = (spec or "").strip().lower()
-        self._all = text == "all" or bool(re.search(r"(^|[,\s-])-\d", text))
-        self._known = None if self._all else set(parse_spec(spec, 10**9, name=input_name))
+        ranges = spec_ranges(spec, input_name)
+        self._ranges = None if ranges is None or any(a < 0 or b < 0 for a, b in ranges) else ranges
 
     def may_need(self, step: int) -> bool:
-        return self._all or step in self._known
+        return self._ranges is None or any(a <= step <= b for a, b in self._ranges)
 
     def resolve(self, total_steps: int) -> list[int]:
         """The chosen steps for a schedule of ``total_steps``; SpecError names the input if out of range."""

@@ -31,7 +31,10 @@ def check_settings(steps, capture_steps, switch_mode, boundary, switch_step_valu
         return f"switch_mode: '{switch_mode}' is not one of {SWITCH_MODES}"
     if boundary is not None and not 0.0 < boundary < 1.0:
         return f"boundary: {boundary} must lie strictly between 0 and 1 (official Wan2.2: 0.900 I2V, 0.875 T2V)"
-    if switch_step_value is not None and steps is not None and not 0 <= switch_step_value <= steps:
+    if switch_step_value is not None and switch_step_value < 0:
+        return f"switch_step: {switch_step_value} must be at least 0"
+    if switch_mode == "step" and switch_step_value is not None and steps is not None \
+            and not 0 <= switch_step_value <= steps:
         return f"switch_step: {switch_step_value} is outside 0..{steps}"
     return True
 
@@ -119,7 +122,7 @@ class CoSSampler(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, steps=None, capture_steps=None, switch_mode=None, boundary=None, switch_step=None,
-                        stop_after_step=None, **_):
+                        stop_after_step=None):
         if stop_after_step is not None and steps is not None and not -1 <= stop_after_step < steps:
             return f"stop_after_step: {stop_after_step} is outside 0..{steps - 1} (or -1 to run to the end)"
         return check_settings(steps, capture_steps, switch_mode, boundary, switch_step)

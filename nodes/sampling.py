@@ -79,6 +79,8 @@ def plan_run(model_high, positive, negative, latent, seed, steps, cfg, sampler_n
     two = model_low is not None
     if two:
         switch = switch_at if switch_mode == "step" else switch_step([float(s) for s in sigmas], boundary)
+        if not 0 <= switch <= steps:
+            raise ValueError(f"switch_step: {switch} is outside 0..{steps}")
     else:
         switch = None
     stages = plan_stages(steps, switch if two else steps, two)

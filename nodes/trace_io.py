@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 import folder_paths
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..cos_core.files import safe_subpath, write_new
 from ..cos_core.trace import Trace
@@ -48,7 +48,8 @@ class CoSSaveTrace(io.ComfyNode):
         folder, name = output_target(filename_prefix)
         path = write_new(folder, name, ".safetensors", lambda tmp: trace.save(tmp, overwrite=True))
         rel = os.path.relpath(path, folder_paths.get_output_directory())
-        return io.NodeOutput(rel, ui=ui.PreviewText(f"saved {rel}: {trace!r}"))
+        entry = {"filename": path.name, "subfolder": os.path.dirname(rel), "type": "output"}
+        return io.NodeOutput(rel, ui={"text": (f"saved {rel}: {trace!r}",), "cos_trace": [entry]})
 
 
 class CoSLoadTrace(io.ComfyNode):

@@ -1,0 +1,167 @@
+"""Tier 0: the main-job runner's pure parts (tools/cos_run.py): settings, tiny rewrite, outputs."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from tools import cos_run
+from tools.comfy_server import PromptRejected, _to_yaml, format_node_errors
+
+
+def api_prompt():
+    """The shipped workflow's API form, as ui_to_api gives it (ids and classes only matter here)."""
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
+                                                      "weight_dtype": "default"}},
+        "2": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
+                                                      "weight_dtype": "default"}},
+        "5": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                                                      "type": "wan", "device": "default"}},
+        "6": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "positive text", "clip": ["5", 0]},
+              "_meta": {"title": "Positive"}},
+        "8": {"class_type": "CLIPTextEncode", "inputs": {"text": "negative text", "clip": ["5", 0]}},
+        "9": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "10": {"class_type": "WanImageToVideo", "inputs": {"width": 640, "height": 640, "length": 81, "batch_size": 1,
+                                                           "positive": ["7", 0], "negative": ["8", 0]}},
+        "11": {"class_type": "CoSSampler", "inputs": {"seed": 42, "steps": 20, "switch_step": 10,
+                                                      "capture_steps": "all", "stop_after_step": 12,
+                                                      "positive": ["10", 0]}},
+        "17": {"class_type": "CoSDecodeSteps", "inputs": {"steps": "0,2,5,10,15,19"}},
+        "19": {"class_type": "CoSSaveStepVideos", "inputs": {"steps": "all"}},
+    }
+
+
+def test_positive_prompt_is_found_through_the_links():
+    assert cos_run.positive_text_nodes(api_prompt()) == ["7"]
+
+
+def test_apply_settings_sets_every_override():
+    prompt = api_prompt()
+    notes = cos_run.apply_settings(prompt, "me.png", "she smiles", 6, 9, (64, 48), 7)
+    assert prompt["9"]["inputs"]["image"] == "me.png"
+    assert prompt["7"]["inputs"]["text"] == "she smiles" and prompt["8"]["inputs"]["text"] == "negative text"
+    assert prompt["11"]["inputs"] == {"seed": 7, "steps": 6, "switch_step": 3, "capture_steps": "all",
+                                      "stop_after_step": -1, "positive": ["10", 0]}
+    assert prompt["10"]["inputs"]["length"] == 9
+    assert (prompt["10"]["inputs"]["width"], prompt["10"]["inputs"]["height"]) == (64, 48)
+    assert prompt["17"]["inputs"]["steps"] == "all"  # six picks of six steps: every step
+    assert prompt["19"]["inputs"]["steps"] == "all"
+    assert any("steps = 6" in n for n in notes)
+
+
+def test_apply_settings_without_overrides_changes_nothing():
+    prompt = api_prompt()
+    assert cos_run.apply_settings(prompt, None, None, None, None, None, None) == []
+    assert prompt == api_prompt()
+
+
+@pytest.mark.parametrize("spec,steps,expected", [
+    ("0,2,5,10,15,19", 20, "0,2,5,10,15,19"),
+    ("0,2,5,10,15,19", 12, "0,2,4,7,9,11"),
+    ("0,2,5,10,15,19", 6, "all"),
+    ("0,2,5,10,15,19", 4, "all"),
+    ("all", 3, "all"),
+    ("0,-1", 3, "0,-1"),
+    ("0-9", 20, "0-9"),
+    ("0-30", 20, "all"),
+    ("40", 20, "19"),
+])
+def test_respread_steps(spec, steps, expected):
+    assert cos_run.respread_steps(spec, steps) == expected
+
+
+def test_tiny_rewrite_swaps_files_and_the_text_encoder():
+    prompt = api_prompt()
+    notes = cos_run.tiny_rewrite(prompt)
+    assert prompt["1"]["inputs"]["unet_name"] == "cos-tiny_wan2.2_i2v_high_noise.safetensors"
+    assert prompt["2"]["inputs"]["unet_name"] == "cos-tiny_wan2.2_i2v_low_noise.safetensors"
+    assert prompt["6"]["inputs"]["vae_name"] == "cos-tiny_wan_2.1_vae.safetensors"
+    assert "5" not in prompt
+    assert prompt["7"]["class_type"] == prompt["8"]["class_type"] == "CoSTinyTextEncode"
+    assert prompt["7"]["inputs"] == {"text": "positive text"}
+    assert any("CLIPLoader dropped" in n for n in notes)
+
+
+def test_tiny_rewrite_refuses_other_clip_users():
+    prompt = api_prompt()
+    prompt["30"] = {"class_type": "SomethingWithClip", "inputs": {"clip": ["5", 0]}}
+    with pytest.raises(ValueError, match="CLIPLoader still feeds"):
+        cos_run.tiny_rewrite(prompt)
+
+
+@pytest.mark.parametrize("text,ok", [("640x640", (640, 640)), ("64X48", (64, 48)), ("65x64", None), ("0x16", None),
+                                     ("abc", None)])
+def test_parse_size(text, ok):
+    if ok:
+        assert cos_run.parse_size(text) == ok
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            cos_run.parse_size(text)
+
+
+@pytest.mark.parametrize("frames,ok", [(1, True), (9, True), (81, True), (80, False), (0, False)])
+def test_parse_frames_needs_4k_plus_1(frames, ok):
+    if ok:
+        assert cos_run.parse_frames(str(frames)) == frames
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match="4k\\+1"):
+            cos_run.parse_frames(str(frames))
+
+
+def test_new_out_dir_never_reuses_a_full_folder(tmp_path):
+    out = tmp_path / "out"
+    assert cos_run.new_out_dir(out) == out
+    assert cos_run.new_out_dir(out) == out  # still empty
+    (out / "summary.json").write_text("{}")
+    assert cos_run.new_out_dir(out) == out / "run_001"
+    assert cos_run.new_out_dir(out) == out / "run_002"
+
+
+def test_output_files_reads_files_and_the_trace_entry():
+    history = {"outputs": {
+        "16": {"images": [{"filename": "g_00001_.png", "subfolder": "chain_of_steps", "type": "output"}]},
+        "15": {"images": [{"filename": "p.png", "subfolder": "", "type": "temp"}]},
+        "19": {"images": [{"filename": "step_000.mp4", "subfolder": "chain_of_steps/steps_00001_", "type": "output"}],
+               "animated": [True]},
+        "20": {"text": ["saved chain_of_steps/trace_00001_.safetensors: Trace(6 steps, ...)"],
+               "cos_trace": [{"filename": "trace_00001_.safetensors", "subfolder": "chain_of_steps",
+                              "type": "output"}]},
+    }}
+    files = cos_run.output_files(history)
+    assert {(f["node"], f["subfolder"], f["filename"], f["type"]) for f in files} == {
+        ("16", "chain_of_steps", "g_00001_.png", "output"), ("15", "", "p.png", "temp"),
+        ("19", "chain_of_steps/steps_00001_", "step_000.mp4", "output"),
+        ("20", "chain_of_steps", "trace_00001_.safetensors", "output")}
+
+
+def test_node_errors_are_readable():
+    body = {"error": {"message": "Prompt outputs failed validation"},
+            "node_errors": {"11": {"class_type": "CoSSampler", "errors": [
+                {"type": "custom_validation_failed", "message": "Custom validation failed for node",
+                 "details": "seed - capture_steps: '0-99' is out"},
+                {"type": "custom_validation_failed", "message": "Custom validation failed for node",
+                 "details": "steps - capture_steps: '0-99' is out"}]}}}
+    text = format_node_errors(body, {"11": {"_meta": {"title": "CoS Sampler"}}})
+    assert "node 11 'CoSSampler' (CoS Sampler)" in text and text.count("capture_steps") == 1
+    assert "capture_steps" in str(PromptRejected(body))
+
+
+def test_extra_model_paths_yaml_quotes_paths():
+    text = _to_yaml({"a": {"custom_nodes": "/tmp/x y/custom_nodes"}})
+    assert text == 'a:\n    custom_nodes: "/tmp/x y/custom_nodes"\n'
+    assert json.loads(text.split(": ", 1)[1])  # a JSON string is a valid YAML scalar
+
+
+def test_missing_comfyui_is_explained(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+    assert cos_run.main(["--out", str(tmp_path / "o")]) == 2
+    assert "COMFYUI_PATH" in capsys.readouterr().err
+
+
+def test_default_image_is_matplotlibs_photo():
+    pytest.importorskip("matplotlib")
+    path = cos_run.default_image()
+    assert path.name == "grace_hopper.jpg" and path.is_file()

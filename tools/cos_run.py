@@ -1,0 +1,511 @@
+"""The main job: run a shipped Chain-of-Steps workflow headless against ComfyUI, outputs into a folder.
+
+Usage (from the repository root, in ComfyUI's Python; ``bash tools/main.sh ...`` does this)::
+
+    python -m tools.cos_run [--workflow workflows/wan22_i2v_chain_of_steps.json] [--image PATH]
+        [--prompt TEXT] [--steps N] [--frames N] [--size WxH] [--seed N] [--tiny]
+        [--server URL | (COMFYUI_PATH env)] --out DIR
+
+What it does:
+
+1. **A server.** With ``--server URL`` it uses that ComfyUI (the pack must be installed there).
+   Otherwise it starts the ComfyUI checkout named by ``COMFYUI_PATH`` as a subprocess on
+   127.0.0.1 with the pack loaded from this repository and every folder it writes temporary, so
+   the user's ComfyUI is not touched (``tools/comfy_server.py``); it is stopped at the end, also
+   on Ctrl-C.
+2. **The prompt.** The UI-format workflow is converted to API format with
+   :func:`tools.workflow_api.ui_to_api` against the server's ``/object_info``. The start image is
+   uploaded and set on LoadImage; ``--prompt`` sets the positive CLIPTextEncode, ``--steps`` the
+   CoS Sampler's steps (step lists of CoS Decode Steps that name later steps are respread),
+   ``--frames`` WanImageToVideo's length (4k+1), ``--size`` its width × height (multiples of 16),
+   ``--seed`` the CoS Sampler's seed.
+3. **Weights.** Without ``--tiny`` the files the loaders name must be in the server's models
+   folders; otherwise it exits with code 2 naming each missing file, where to download it and
+   where to put it. ``--tiny`` swaps in tiny random-weight stand-ins written by
+   ``tools/tiny.py`` (cached in ``.cos_cache/``), and, as the umt5 text encoder cannot be tiny,
+   replaces CLIPTextEncode by the test stand-in ``CoSTinyTextEncode`` (``tools/tiny_nodes``) and
+   drops CLIPLoader; sizes default to 64x64, 9 frames, 6 steps. The pictures are then noise, and
+   are labelled so (console and ``summary.json``).
+4. **Running.** One progress bar follows the nodes over the websocket; validation errors
+   (HTTP 400) and execution errors are printed readably and give exit code 1.
+5. **Results.** Every output file in ``/history`` (pictures, videos, the trace) is downloaded
+   into ``--out`` keeping ComfyUI's subfolders (``chain_of_steps/...``), never overwriting: if
+   ``--out`` exists and is not empty, a new ``--out/run_NNN`` is used. ``summary.json`` records the
+   prompt id, timings, settings, the tiny flag and the files.
+
+Exit codes: 0 done, 1 the prompt failed, 2 bad arguments / missing ComfyUI or weights, 130 Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tools.comfy_server import (REPO_ROOT, ComfyClient, ComfyServer, Progress, PromptFailed, PromptRejected,
+                                ServerError, comfy_python, write_tiny_models)
+from tools.workflow_api import WorkflowError, find_nodes, ui_to_api
+
+DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "wan22_i2v_chain_of_steps.json"
+DEFAULT_CACHE = REPO_ROOT / ".cos_cache"
+TINY_DEFAULTS = {"size": (64, 64), "frames": 9, "steps": 6}
+TINY_LABEL = ("made with TINY RANDOM-WEIGHT stand-in models (tools/tiny.py) and a random text-conditioning "
+              "stand-in: the pictures are noise, not Wan2.2 output; this run checks the machinery only")
+LOADERS = {  # class → (file input, ComfyUI models folder)
+    "UNETLoader": ("unet_name", "diffusion_models"),
+    "VAELoader": ("vae_name", "vae"),
+    "CLIPLoader": ("clip_name", "text_encoders"),
+    "CheckpointLoaderSimple": ("ckpt_name", "checkpoints"),
+    "LoraLoaderModelOnly": ("lora_name", "loras"),
+    "CLIPVisionLoader": ("clip_name", "clip_vision"),
+}
+KINDS = {  # producing node class → how the summary names its files
+    "SaveImage": "x0 grid",
+    "CoSSaveStepVideos": "step videos",
+    "SaveVideo": "final video",
+    "CoSSaveTrace": "trace",
+}
+
+
+def default_image() -> Path:
+    """matplotlib's bundled photograph of Grace Hopper (a real portrait, no download needed)."""
+    try:
+        import matplotlib.cbook
+
+        return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    except (ImportError, OSError, ValueError):
+        import importlib.util
+
+        spec = importlib.util.find_spec("matplotlib")
+        if spec is None or not spec.origin:
+            raise FileNotFoundError("matplotlib is not installed: pass --image PATH") from None
+        return Path(spec.origin).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text or "")
+    if not match:
+        raise argparse.ArgumentTypeError(f"--size: '{text}' is not WxH, e.g. 640x640")
+    width, height = int(match.group(1)), int(match.group(2))
+    if width < 16 or height < 16 or width % 16 or height % 16:
+        raise argparse.ArgumentTypeError(f"--size: {width}x{height}: width and height must be multiples of 16 "
+                                         "(at least 16)")
+    return width, height
+
+
+def parse_frames(text: str) -> int:
+    frames = int(text)
+    if frames < 1 or (frames - 1) % 4:
+        raise argparse.ArgumentTypeError(f"--frames: {frames} is not 4k+1 (Wan: 1, 5, 9, ..., 81)")
+    return frames
+
+
+def parse_steps(text: str) -> int:
+    steps = int(text)
+    if not 1 <= steps <= 10000:
+        raise argparse.ArgumentTypeError(f"--steps: {steps} is outside 1..10000")
+    return steps
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.cos_run",
+        description="Run a Chain-of-Steps workflow headless against ComfyUI and save its outputs "
+                    "(x̂0 grids, per-step videos, final video, trace) into a folder.",
+        epilog="ComfyUI: set COMFYUI_PATH to a ComfyUI checkout (started here with the pack loaded from this "
+               "repository, in temporary folders; its Python: COMFYUI_PYTHON, else COMFYUI_PATH/.venv or /venv) "
+               "or pass --server URL of a running ComfyUI that has the pack installed. Exit codes: 0 done, 1 the "
+               "prompt failed, 2 bad arguments or missing ComfyUI/weights, 130 interrupted.")
+    parser.add_argument("--workflow", type=Path, default=DEFAULT_WORKFLOW,
+                        help="UI-format workflow JSON (default: %(default)s relative to the repo)")
+    parser.add_argument("--image", type=Path, default=None,
+                        help="start image (default: matplotlib's bundled photograph grace_hopper.jpg, from "
+                             "matplotlib.cbook.get_sample_data)")
+    parser.add_argument("--prompt", default=None, help="positive prompt (default: the workflow's)")
+    parser.add_argument("--steps", type=parse_steps, default=None,
+                        help="denoising steps of the CoS Sampler (default: the workflow's 20; --tiny: 6)")
+    parser.add_argument("--frames", type=parse_frames, default=None,
+                        help="video length in frames, 4k+1 (default: the workflow's 81; --tiny: 9)")
+    parser.add_argument("--size", type=parse_size, default=None,
+                        help="WxH, multiples of 16 (default: the workflow's 640x640; --tiny: 64x64)")
+    parser.add_argument("--seed", type=int, default=None, help="sampler seed (default: the workflow's 42)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny random-weight stand-in models and text conditioning: a CPU smoke test in "
+                             "seconds, no downloads; outputs are noise and labelled so")
+    parser.add_argument("--server", default=None, help="URL of a running ComfyUI with the pack installed "
+                        "(default: start COMFYUI_PATH's)")
+    parser.add_argument("--cpu", action="store_true", default=None,
+                        help="start ComfyUI with --cpu (default: only when torch sees no GPU)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="where --tiny keeps its model files (default: .cos_cache/ in the repo)")
+    parser.add_argument("--timeout", type=float, default=None, help="give up after this many seconds of running")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder; if it exists and is not empty, a new run_NNN inside it is used")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# prompt edits
+# ---------------------------------------------------------------------------------------------
+
+def positive_text_nodes(prompt: dict) -> list[str]:
+    """CLIPTextEncode nodes that feed an input named 'positive' (directly)."""
+    found = []
+    for entry in prompt.values():
+        source = entry["inputs"].get("positive")
+        if isinstance(source, list) and prompt.get(source[0], {}).get("class_type") == "CLIPTextEncode":
+            found.append(source[0])
+    return sorted(set(found), key=int)
+
+
+def respread_steps(spec: str, steps: int) -> str:
+    """A CoS Decode Steps list like "0,2,5,10,15,19" made to fit ``steps``.
+
+    Unchanged when it already fits; else the same number of picks spread evenly over
+    0..steps-1 (first and last included), or "all" when there are not fewer steps than picks.
+    """
+    text = (spec or "").strip()
+    if text.lower() == "all":
+        return text
+    tokens = [t for t in re.split(r"[,\s]+", text) if t]
+    try:
+        values = [int(t) for t in tokens]
+    except ValueError:  # ranges etc.: check with the pack's own parser
+        try:
+            from cos_core.steps import parse_spec
+
+            parse_spec(text, steps, name="steps")
+            return text
+        except Exception:  # noqa: BLE001 - any failure: fall back to every step
+            return "all"
+    if all(-steps <= v < steps for v in values):
+        return text
+    picks = len(values)
+    if picks >= steps or picks < 2:
+        return "all" if picks >= steps else str(steps - 1)
+    spread = sorted({round(i * (steps - 1) / (picks - 1)) for i in range(picks)})
+    return ",".join(str(v) for v in spread)
+
+
+def apply_settings(prompt: dict, image_name: str | None, text: str | None, steps: int | None,
+                   frames: int | None, size: tuple[int, int] | None, seed: int | None) -> list[str]:
+    """Edit the API prompt in place; returns a list of what was changed (for the summary)."""
+    notes = []
+    if image_name is not None:
+        for node_id in find_nodes(prompt, "LoadImage"):
+            prompt[node_id]["inputs"]["image"] = image_name
+            notes.append(f"node {node_id} LoadImage: image = {image_name}")
+    if text is not None:
+        targets = positive_text_nodes(prompt)
+        if not targets:
+            raise WorkflowError("--prompt: no CLIPTextEncode feeds a 'positive' input in this workflow")
+        for node_id in targets:
+            prompt[node_id]["inputs"]["text"] = text
+            notes.append(f"node {node_id} CLIPTextEncode (positive): text set")
+    samplers = find_nodes(prompt, "CoSSampler")
+    if steps is not None:
+        for node_id in samplers:
+            inputs = prompt[node_id]["inputs"]
+            inputs["steps"] = steps
+            notes.append(f"node {node_id} CoSSampler: steps = {steps}")
+            if isinstance(inputs.get("switch_step"), int) and inputs["switch_step"] > steps:
+                inputs["switch_step"] = steps // 2
+                notes.append(f"node {node_id} CoSSampler: switch_step = {steps // 2}")
+            if isinstance(inputs.get("stop_after_step"), int) and inputs["stop_after_step"] >= steps:
+                inputs["stop_after_step"] = -1
+                notes.append(f"node {node_id} CoSSampler: stop_after_step = -1")
+            if isinstance(inputs.get("capture_steps"), str):
+                new = respread_steps(inputs["capture_steps"], steps)
+                if new != inputs["capture_steps"]:
+                    inputs["capture_steps"] = new
+                    notes.append(f"node {node_id} CoSSampler: capture_steps = {new}")
+        for kind in ("CoSDecodeSteps", "CoSSaveStepVideos"):
+            for node_id in find_nodes(prompt, kind):
+                inputs = prompt[node_id]["inputs"]
+                if isinstance(inputs.get("steps"), str):
+                    new = respread_steps(inputs["steps"], steps)
+                    if new != inputs["steps"]:
+                        inputs["steps"] = new
+                        notes.append(f"node {node_id} {kind}: steps = {new}")
+    if seed is not None:
+        for node_id in samplers:
+            prompt[node_id]["inputs"]["seed"] = seed
+            notes.append(f"node {node_id} CoSSampler: seed = {seed}")
+    for node_id in find_nodes(prompt, "WanImageToVideo"):
+        inputs = prompt[node_id]["inputs"]
+        if frames is not None:
+            inputs["length"] = frames
+            notes.append(f"node {node_id} WanImageToVideo: length = {frames}")
+        if size is not None:
+            inputs["width"], inputs["height"] = size
+            notes.append(f"node {node_id} WanImageToVideo: {size[0]}x{size[1]}")
+    return notes
+
+
+def tiny_rewrite(prompt: dict) -> list[str]:
+    """Swap the real weights for the tiny stand-ins, in place (see the module docstring)."""
+    from tools.tiny import TINY_FILES
+
+    notes = []
+    for kind, (field, _folder) in LOADERS.items():
+        for node_id in find_nodes(prompt, kind):
+            name = prompt[node_id]["inputs"].get(field)
+            if name in TINY_FILES:
+                prompt[node_id]["inputs"][field] = TINY_FILES[name]
+                notes.append(f"node {node_id} {kind}: {name} → {TINY_FILES[name]}")
+    clip_nodes = set(find_nodes(prompt, "CLIPLoader"))
+    for node_id in find_nodes(prompt, "CLIPTextEncode"):
+        text = prompt[node_id]["inputs"].get("text", "")
+        if isinstance(text, list):
+            raise WorkflowError(f"--tiny: node {node_id} CLIPTextEncode takes its text from another node")
+        title = prompt[node_id].get("_meta", {}).get("title", "text")
+        prompt[node_id] = {"class_type": "CoSTinyTextEncode", "inputs": {"text": text},
+                           "_meta": {"title": f"{title} (tiny stand-in)"}}
+        notes.append(f"node {node_id} CLIPTextEncode → CoSTinyTextEncode (test stand-in)")
+    for node_id in sorted(clip_nodes, key=int):
+        users = [k for k, v in prompt.items()
+                 if any(isinstance(x, list) and x[:1] == [node_id] for x in v["inputs"].values())]
+        if users:
+            raise WorkflowError(f"--tiny: node {node_id} CLIPLoader still feeds nodes {users}; only CLIPTextEncode "
+                                "can be replaced by the tiny stand-in")
+        del prompt[node_id]
+        notes.append(f"node {node_id} CLIPLoader dropped (umt5-xxl cannot be tiny)")
+    return notes
+
+
+def missing_weights(client: ComfyClient, prompt: dict, workflow: dict) -> list[dict]:
+    """Files the prompt's loaders name that the server does not have."""
+    ui_nodes = {str(n["id"]): n for n in workflow.get("nodes", [])}
+    listed: dict[str, list[str]] = {}
+    missing = []
+    for kind, (field, folder) in LOADERS.items():
+        for node_id in find_nodes(prompt, kind):
+            name = prompt[node_id]["inputs"].get(field)
+            if not isinstance(name, str):
+                continue
+            if folder not in listed:
+                listed[folder] = client.models(folder)
+            if name in listed[folder]:
+                continue
+            source = next((m for m in (ui_nodes.get(node_id, {}).get("properties") or {}).get("models", [])
+                           if m.get("name") == name), {})
+            url = source.get("url", "")
+            match = re.match(r"https://huggingface\.co/([^/]+/[^/]+)/resolve/[^/]+/(.+)$", url)
+            missing.append({"node": node_id, "class_type": kind, "file": name,
+                            "folder": source.get("directory") or folder, "url": url,
+                            "hf_repo": match.group(1) if match else None, "hf_path": match.group(2) if match else None})
+    return missing
+
+
+def format_missing(missing: list[dict]) -> str:
+    lines = ["The workflow needs model files this ComfyUI does not have:"]
+    for m in missing:
+        lines.append(f"  - {m['file']}  (node {m['node']} {m['class_type']})")
+        lines.append(f"      put it in:  ComfyUI/models/{m['folder']}/")
+        if m["hf_repo"]:
+            lines.append(f"      download:   Hugging Face {m['hf_repo']}, file {m['hf_path']}")
+            lines.append(f"                  {m['url']}")
+    lines.append("Or try the machinery first without any download: add --tiny (tiny random-weight stand-ins).")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs
+# ---------------------------------------------------------------------------------------------
+
+def new_out_dir(out: Path) -> Path:
+    """``out`` if it is missing or empty, else a new ``out/run_NNN`` (created atomically)."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    if not out.is_dir():
+        raise FileExistsError(f"--out: {out} exists and is not a folder")
+    for number in range(1, 10000):
+        candidate = out / f"run_{number:03d}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"--out: no free run_NNN folder in {out}")
+
+
+def output_files(history: dict) -> list[dict]:
+    """Every file a finished prompt produced: ``{node, filename, subfolder, type}``."""
+    found = []
+    for node_id, outputs in (history.get("outputs") or {}).items():
+        for key, values in (outputs or {}).items():
+            for value in values if isinstance(values, (list, tuple)) else []:
+                if isinstance(value, dict) and "filename" in value:
+                    found.append({"node": node_id, "filename": value["filename"],
+                                  "subfolder": value.get("subfolder", ""), "type": value.get("type", "output")})
+    return found
+
+
+def download_outputs(client: ComfyClient, history: dict, prompt: dict, out_dir: Path) -> list[dict]:
+    """Fetch output files through /view into ``out_dir`` (subfolders kept, nothing overwritten)."""
+    files = []
+    for item in output_files(history):
+        if item["type"] != "output":
+            continue  # temp previews (e.g. CoS Decode Steps' own preview) duplicate saved files
+        parts = [p for p in item["subfolder"].replace("\\", "/").split("/") if p not in ("", ".", "..")]
+        target = out_dir.joinpath(*parts, os.path.basename(item["filename"]))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = client.view(item["filename"], item["subfolder"], item["type"])
+        with open(target, "xb") as fh:  # never overwrite
+            fh.write(data)
+        kind = prompt.get(item["node"], {}).get("class_type", "?")
+        files.append({"path": target.relative_to(out_dir).as_posix(), "bytes": len(data), "node": item["node"],
+                      "class_type": kind, "kind": KINDS.get(kind, "other")})
+    return files
+
+
+def print_summary(out_dir: Path, files: list[dict], tiny: bool, seconds: float, stream=None) -> None:
+    stream = stream or sys.stdout
+    print(f"\nChain-of-Steps run finished in {seconds:.1f} s; outputs in {out_dir}", file=stream)
+    if tiny:
+        print(f"NOTE: {TINY_LABEL}.", file=stream)
+    for kind in ("x0 grid", "step videos", "final video", "trace", "other"):
+        chosen = [f for f in files if f["kind"] == kind]
+        if not chosen:
+            continue
+        if kind == "step videos":
+            folders = sorted({str(Path(f["path"]).parent) for f in chosen})
+            print(f"  {kind}: {len(chosen)} files in {', '.join(folders)}", file=stream)
+            continue
+        for f in chosen:
+            print(f"  {kind}: {f['path']}", file=stream)
+    print(f"  summary: {out_dir / 'summary.json'}", file=stream)
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+def _fail(message: str, code: int) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+    comfy_path = os.environ.get("COMFYUI_PATH")
+    if not args.server and not comfy_path:
+        return _fail("ComfyUI is needed: set COMFYUI_PATH to a ComfyUI checkout (it is started here with the pack "
+                     "loaded from this repository), or pass --server http://HOST:PORT of a running ComfyUI that has "
+                     "the pack installed.", 2)
+    try:
+        workflow = json.loads(Path(args.workflow).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        return _fail(f"--workflow: cannot read {args.workflow}: {err}", 2)
+    image = args.image or default_image()
+    if not Path(image).is_file():
+        return _fail(f"--image: {image} does not exist", 2)
+    steps, frames, size = args.steps, args.frames, args.size
+    if args.tiny:
+        steps = steps or TINY_DEFAULTS["steps"]
+        frames = frames or TINY_DEFAULTS["frames"]
+        size = size or TINY_DEFAULTS["size"]
+        print(f"[cos] --tiny: {TINY_LABEL}")
+
+    server = None
+    client = None
+    timings = {}
+    try:
+        if args.server:
+            client = ComfyClient(args.server)
+        else:
+            python = comfy_python(comfy_path)
+            tiny_models = None
+            if args.tiny:
+                t0 = time.monotonic()
+                tiny_models = write_tiny_models(python, comfy_path, Path(args.cache) / "tiny_models")
+                timings["tiny_models_s"] = round(time.monotonic() - t0, 2)
+            server = ComfyServer(comfy_path, python=python, cpu=args.cpu, tiny_models=tiny_models)
+            server.start()
+            timings["server_start_s"] = round(server.startup_seconds, 2)
+            client = ComfyClient(server.url)
+
+        object_info = client.object_info()
+        missing_nodes = [n for n in ("CoSSampler", "CoSSaveTrace") if n not in object_info]
+        if missing_nodes:
+            return _fail(f"the server at {client.url} lacks the pack's nodes ({', '.join(missing_nodes)}): install "
+                         "the Chain-of-Steps pack there, or use COMFYUI_PATH instead of --server", 2)
+        prompt = ui_to_api(workflow, object_info)
+        notes = []
+        if args.tiny:
+            if "CoSTinyTextEncode" not in object_info:
+                return _fail("--tiny with --server needs a server started with the tiny stand-ins "
+                             "(tools.comfy_server.ComfyServer(tiny_models=...)); use COMFYUI_PATH instead", 2)
+            notes += tiny_rewrite(prompt)
+        missing = missing_weights(client, prompt, workflow)
+        if missing:
+            if args.tiny:
+                return _fail("--tiny: the server lacks the tiny model files:\n"
+                             + "\n".join(f"  - {m['file']} in models/{m['folder']}" for m in missing), 2)
+            return _fail(format_missing(missing), 2)
+
+        image_name = client.upload_image(image)
+        notes += apply_settings(prompt, image_name, args.prompt, steps, frames, size, args.seed)
+
+        progress = Progress(enabled=not args.no_progress)
+        t0 = time.monotonic()
+        try:
+            history = client.run(prompt, progress=progress, timeout=args.timeout)
+        finally:
+            progress.close()
+        timings["run_s"] = round(time.monotonic() - t0, 2)
+        prompt_id = client.last_prompt_id
+
+        t0 = time.monotonic()
+        out_dir = new_out_dir(Path(args.out))
+        files = download_outputs(client, history, prompt, out_dir)
+        timings["download_s"] = round(time.monotonic() - t0, 2)
+        timings["total_s"] = round(time.monotonic() - started, 2)
+        stats = client.system_stats().get("system", {})
+        summary = {
+            "prompt_id": prompt_id,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "server": "started from COMFYUI_PATH" if server else args.server,
+            "comfyui_version": stats.get("comfyui_version"),
+            "timings": timings,
+            "tiny": bool(args.tiny),
+            "label": TINY_LABEL if args.tiny else "made with the workflow's model files",
+            "settings": {"workflow": str(args.workflow), "image": str(image), "prompt": args.prompt, "steps": steps,
+                         "frames": frames, "size": list(size) if size else None, "seed": args.seed},
+            "changes": notes,
+            "files": files,
+        }
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
+                                              encoding="utf-8")
+        print_summary(out_dir, files, args.tiny, timings["total_s"])
+        return 0
+    except PromptRejected as err:
+        return _fail(str(err), 1)
+    except PromptFailed as err:
+        tb = "".join(err.data.get("traceback") or [])
+        return _fail(f"ComfyUI: {err}" + (f"\n{tb.rstrip()}" if tb and not err.interrupted else ""), 1)
+    except (WorkflowError, ServerError) as err:
+        return _fail(f"{type(err).__name__}: {err}", 2)
+    except KeyboardInterrupt:
+        if client is not None and getattr(client, "last_prompt_id", None):
+            try:
+                client.delete_queued(client.last_prompt_id)
+                client.interrupt(client.last_prompt_id)
+            except OSError:
+                pass
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

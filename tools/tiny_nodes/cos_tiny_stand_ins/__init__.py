@@ -1,0 +1,54 @@
+"""Test stand-ins for the Chain-of-Steps runner's ``--tiny`` mode. NOT for real use.
+
+The umt5-xxl text encoder of Wan cannot be made tiny (COMFYUI_NOTES §8.1: its size is fixed by
+its config), so a tiny end-to-end run of a shipped workflow replaces each ``CLIPTextEncode`` with
+``CoSTinyTextEncode``: a deterministic random CONDITIONING of Wan's shape, seeded from the text.
+It carries no meaning; the pictures a tiny run makes are noise from random-weight models.
+
+This folder is not part of the node pack ComfyUI Manager installs: only ``tools/cos_run.py``
+loads it, through the ``custom_nodes:`` entry of the extra-model-paths YAML it writes for the
+ComfyUI server it starts.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from comfy_api.latest import ComfyExtension, io
+
+TOKENS, WIDTH = 16, 4096  # umt5-xxl: 4096-wide token embeddings (Wan's text_embedding input)
+
+
+def text_seed(text: str) -> int:
+    """A seed from the text, stable across processes (Python's hash() is salted)."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+
+
+class CoSTinyTextEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CoSTinyTextEncode",
+            display_name="CoS Tiny Text Encode (test stand-in)",
+            category="Chain-of-Steps/testing",
+            description=("TEST STAND-IN, not a text encoder: returns random Wan-shaped conditioning "
+                         f"(1×{TOKENS}×{WIDTH}) seeded from a hash of the text, for tiny random-weight runs "
+                         "where the real umt5-xxl encoder cannot be used."),
+            inputs=[io.String.Input("text", multiline=True, default="",
+                                    tooltip="Only hashed into a seed; the words have no effect on the result.")],
+            outputs=[io.Conditioning.Output(tooltip="Random conditioning, deterministic per text.")],
+        )
+
+    @classmethod
+    def execute(cls, text) -> io.NodeOutput:
+        gen = torch.Generator().manual_seed(text_seed(text))
+        return io.NodeOutput([[torch.randn(1, TOKENS, WIDTH, generator=gen) * 1.0, {}]])
+
+
+class TinyStandIns(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [CoSTinyTextEncode]
+
+
+async def comfy_entrypoint() -> TinyStandIns:
+    return TinyStandIns()
