@@ -5,7 +5,7 @@ from __future__ import annotations
 import comfy.patcher_extension
 from comfy_api.latest import io
 
-from .adapters import adapter_for, require_flow_model
+from .adapters import check_expert_pair, require_flow_model
 from .recorder import StepSelection, TraceHandle, X0Recorder
 from .types import CosTrace
 
@@ -20,7 +20,7 @@ def _capture_wrapper(handle: TraceHandle, expert: str):
         offset, stage = handle.begin_stage(sigmas, expert)
         model = executor.class_obj.model_patcher.model
         callback = recorder.stage_callback(sigmas, offset, stage, expert, model.process_latent_out,
-                                                  chain=callback)
+                                           chain=callback, latent_shapes=kwargs.get("latent_shapes"))
         return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs)
 
     return outer_sample
@@ -73,9 +73,9 @@ class CoSCaptureX0(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, capture_steps, model_low=None) -> io.NodeOutput:
+        check_expert_pair(model, model_low, "model_low", "model")
         for name, m in {"model": model, "model_low": model_low}.items():
             if m is not None:
-                adapter_for(m, name)
                 require_flow_model(m, name)
         handle = TraceHandle(StepSelection(capture_steps))
         two = model_low is not None

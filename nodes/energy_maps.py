@@ -94,12 +94,41 @@ class CoSEnergyMaps(io.ComfyNode):
         trace = as_trace(trace)
         if not len(trace):
             raise ValueError("trace: it holds no probed steps; check the probe's 'steps'")
-        image = render(trace, view, step, layers, normalise, frames, cfg_half, batch_index)
+        image, viewer = render_with_viewer(trace, view, step, layers, normalise, frames, cfg_half, batch_index)
         tensor = pil_to_tensor(image)
-        return io.NodeOutput(tensor, ui=ui.PreviewImage(tensor, cls=cls))
+        preview = ui.PreviewImage(tensor, cls=cls).as_dict()
+        if viewer is None:
+            return io.NodeOutput(tensor, ui=preview)
+        # grid views: the web extension's energy viewer shows the picture (hover, click to enlarge)
+        viewer["image"] = dict(preview["images"][0])
+        return io.NodeOutput(tensor, ui={"cos_energy": [viewer]})
 
 
 def render(trace: Trace, view: str, step: int, layers: str, norm: str, frames: int, half: str, batch: int):
+    return render_with_viewer(trace, view, step, layers, norm, frames, half, batch)[0]
+
+
+def viewer_payload(trace: Trace, kind: str, picked: int, half: str, norm: str, layout, labels: list[str],
+                   energy: dict) -> dict:
+    """What the web extension's energy viewer needs: every cell's pixel box with its layer, frame and
+    energy (mean, min, max over the cell's tokens, when the probe recorded energy at that step)."""
+    record = trace[picked]
+    cells = []
+    for (layer, column), box in sorted(layout.cells.items()):
+        cell = {"layer": layer, "column": column, "frame": labels[column], "box": [int(v) for v in box]}
+        values = energy.get(layer)
+        if values is not None:
+            plane = values[column]
+            cell |= {"mean": float(plane.mean()), "min": float(plane.min()), "max": float(plane.max())}
+        cells.append(cell)
+    return {"kind": kind, "size": list(layout.size), "step": picked, "sigma": float(record.sigma),
+            "expert": record.expert, "half": half, "norm": norm, "unit": energy_plots.ENERGY_UNIT,
+            "frame_labels": labels, "layers": sorted({c["layer"] for c in cells}), "cells": cells}
+
+
+def render_with_viewer(trace: Trace, view: str, step: int, layers: str, norm: str, frames: int, half: str,
+                       batch: int):
+    """The picture, and for the grid views the energy viewer's payload (None for the curves)."""
     kind = "pca" if view == VIEWS[1] else "energy"
     chosen = probed_layers(trace, kind, half, layers)
     if view == VIEWS[3]:
@@ -109,7 +138,8 @@ def render(trace: Trace, view: str, step: int, layers: str, norm: str, frames: i
         starts = trace.meta.get("stage_starts") or []
         switch = starts[1] if len(starts) > 1 else None
         return energy_plots.cross_step_curves(steps, means, f"Mean token energy per layer across steps ({half})",
-                                              sigmas=[trace[s].sigma for s in steps], switch_step=switch, norm=norm)
+                                              sigmas=[trace[s].sigma for s in steps], switch_step=switch,
+                                              norm=norm), None
     (picked,) = parse_spec(str(step), int(trace.meta.get("total_steps") or max(trace.steps) + 1), name="step")
     if picked not in trace:
         raise ValueError(f"step: {picked} was not probed; the trace has steps {trace.steps}")
@@ -119,11 +149,16 @@ def render(trace: Trace, view: str, step: int, layers: str, norm: str, frames: i
     frame_ids = pick_frames(total_frames, frames) if frames > 0 else list(range(total_frames))
     maps = {layer: m[frame_ids] for layer, m in maps.items()}
     labels = frame_labels(trace, frame_ids)
-    if view == VIEWS[0]:
-        return energy_plots.energy_grid(maps, labels, step_title(trace, picked, f"Token energy ‖U‖₂ ({half})"),
-                                        norm=norm)
-    if view == VIEWS[1]:
-        return energy_plots.pca_grid(maps, labels, step_title(trace, picked, f"PCA of block outputs ({half})"))
+    if view in VIEWS[:2]:
+        if view == VIEWS[0]:
+            image, layout = energy_plots.energy_grid(
+                maps, labels, step_title(trace, picked, f"Token energy ‖U‖₂ ({half})"), norm=norm, return_layout=True)
+        else:
+            image, layout = energy_plots.pca_grid(
+                maps, labels, step_title(trace, picked, f"PCA of block outputs ({half})"), return_layout=True)
+        energy = {layer: record.tensors[f"energy/L{layer:02d}/{half}"][batch].float()[frame_ids]
+                  for layer in chosen if f"energy/L{layer:02d}/{half}" in record.tensors}
+        return image, viewer_payload(trace, kind, picked, half, norm, layout, labels, energy)
     profiles = {layer: frame_profile(m) for layer, m in maps.items()}
     return energy_plots.temporal_curves(profiles, step_title(trace, picked, f"Mean energy per frame ({half})"),
-                                        frame_labels=labels, norm=norm)
+                                        frame_labels=labels, norm=norm), None

@@ -6,9 +6,14 @@ found by σ through a :class:`~cos_core.clock.StageClock`), repeats the latent K
 NOISE whose item k is exactly what seed k alone would give, and a SAMPLER that, with
 ``continue = primary``, drops members 1…K−1 after the last ensemble step, so the cost is about
 1 + (K − 1)·|steps| / S baseline runs.
+
+LTX-2: the merge acts on the video stream's tokens (all of them, guide tokens included); an
+audio-video model's audio stream is left as each member has it, and its members' audio noise is
+also each seed's own. Dropping members cuts both streams (the batch dimension).
 """
 from __future__ import annotations
 
+import comfy.nested_tensor
 import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
@@ -18,7 +23,7 @@ from comfy_api.latest import io
 from ..cos_core.clock import StageClock
 from ..cos_core.ensemble import MERGES, member_seeds, primary_cost, pull_to_mean
 from ..cos_core.steps import SpecError, parse_spec, spec_ranges
-from .adapters import Adapter, adapter_for, cfg_halves, require_flow_model
+from .adapters import Adapter, cfg_halves, check_expert_pair, nest, require_flow_model, split_streams
 from .noise import SegmentedSampler
 from .recorder import StepSelection
 
@@ -38,7 +43,10 @@ class MemberNoise:
         if samples.shape[0] != len(self.seeds):
             raise ValueError(f"noise: {len(self.seeds)} member seeds for a latent batch of {samples.shape[0]}; "
                              "use the LATENT from CoS Seed Ensemble")
-        return torch.cat([comfy.sample.prepare_noise(samples[k:k + 1], s) for k, s in enumerate(self.seeds)])
+        members = [comfy.sample.prepare_noise(samples[k:k + 1], s) for k, s in enumerate(self.seeds)]
+        if getattr(samples, "is_nested", False):  # LTX-2 audio-video: each member's video and audio noise
+            return comfy.nested_tensor.cat_nested(members)
+        return torch.cat(members)
 
 
 class EnsembleState:
@@ -59,7 +67,8 @@ class EnsembleState:
             step = self.clock.step_of(float(options["sigmas"][0]))
             if step is None or not self.steps.may_need(step) or self.alpha == 0.0 or self.members == 1:
                 return out
-            return {**out, "img": self._merge(layer, out["img"], options)}
+            merged = self._merge(layer, self.adapter.video_hidden(out), options)
+            return self.adapter.with_video(out, merged)
 
         return replace
 
@@ -93,10 +102,17 @@ class EnsembleState:
 
 def patch_for_ensemble(model, state: EnsembleState):
     clone = model.clone()
+    state.adapter.prepare(clone)
     for layer in state.layers:
         clone.set_model_patch_replace(state.block_replace(layer), "dit", *state.adapter.block_key(layer))
     clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, state.outer_sample())
     return clone
+
+
+def _repeat(x, members: int):
+    """``x`` repeated ``members`` times along the batch; each stream of an audio-video NestedTensor."""
+    streams = [t.repeat(members, *([1] * (t.ndim - 1))) for t in split_streams(x)]
+    return nest(streams)
 
 
 def repeat_latent(latent: dict, members: int) -> dict:
@@ -105,9 +121,10 @@ def repeat_latent(latent: dict, members: int) -> dict:
         raise ValueError(f"latent: the ensemble builds its own batch of K members from a batch of 1, "
                          f"got a batch of {samples.shape[0]}")
     out = {k: v for k, v in latent.items() if k != "batch_index"}
-    out["samples"] = samples.repeat(members, *([1] * (samples.ndim - 1)))
-    if isinstance(latent.get("noise_mask"), torch.Tensor) and latent["noise_mask"].shape[0] == 1:
-        out["noise_mask"] = latent["noise_mask"].repeat(members, *([1] * (latent["noise_mask"].ndim - 1)))
+    out["samples"] = _repeat(samples, members)
+    mask = latent.get("noise_mask")
+    if (isinstance(mask, torch.Tensor) or getattr(mask, "is_nested", False)) and mask.shape[0] == 1:
+        out["noise_mask"] = _repeat(mask, members)
     return out
 
 
@@ -180,7 +197,7 @@ class CoSSeedEnsemble(io.ComfyNode):
                                       continue_with=continue_with)
         if message is not True:
             raise ValueError(message)
-        adapter = adapter_for(model, "model")
+        adapter = check_expert_pair(model, model_low, "model_low", "model")
         require_flow_model(model, "model")
         window = parse_spec(layers, adapter.num_blocks(model), name="layers")
         chosen_steps = StepSelection(steps, "steps")
@@ -189,7 +206,6 @@ class CoSSeedEnsemble(io.ComfyNode):
         high = patch_for_ensemble(model, state)
         low = None
         if model_low is not None:
-            adapter_for(model_low, "model_low")
             low = patch_for_ensemble(model_low, state)
         base = sampler if sampler is not None else comfy.samplers.sampler_object("euler")
         last_step = max(b for _, b in spec_ranges(steps, "steps"))

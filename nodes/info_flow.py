@@ -19,6 +19,7 @@ from ..cos_core.flow import flow_figure, flow_matrix, sensitivity
 from ..cos_core.perturb import MODES, NoiseInjection
 from ..cos_core.render import pil_to_tensor
 from ..cos_core.steps import SpecError, parse_spec, spec_ranges
+from .adapters import nest, split_streams
 from .sampler import check_settings, run_inputs, run_optional_inputs
 from .sampling import plan_run, sample_run
 from .trace_io import output_target
@@ -104,9 +105,9 @@ class CoSInformationFlow(io.ComfyNode):
         def recording(x0_store, x_store=None):
             def stage_callback(index, expert, start, end, model):
                 def callback(step, x0, x, total_steps):
-                    x0_store[start + step] = x0.detach().to("cpu")
+                    x0_store[start + step] = split_streams(x0)[0].detach().to("cpu")  # video x̂0 (LTX-2 AV too)
                     if x_store is not None:
-                        x_store[start + step] = x.detach().to("cpu")
+                        x_store[start + step] = nest([t.detach().to("cpu") for t in split_streams(x)])
                     pbar.update(1)
                 return callback
             return stage_callback

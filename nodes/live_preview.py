@@ -4,9 +4,19 @@ On the sampler thread each step costs a latent→RGB projection of a few frames 
 device and a copy of those small frames to the CPU. Drawing the strip (PIL) happens on a
 latest-only worker thread (frames are dropped, never queued); the finished picture is sent with
 the next progress update from the sampler thread, so ComfyUI's interrupt check stays there.
+
+The same finished picture also goes to the pack's web extension as the named websocket event
+``chain_of_steps.preview`` (``PREVIEW_EVENT``): ``{node, prompt_id, step, total, sigma, expert,
+step_time, frames, image, width, height, strip_top}`` with ``image`` the captioned strip as a
+base64 JPEG data URL (encoded on the worker thread; the frames start ``strip_top`` rows down).
+The sampler thread only hands the finished dict to ``PromptServer.send_sync`` (a non-blocking
+queue put); without a server (in-process tests) nothing is sent.
 """
 from __future__ import annotations
 
+import base64
+import io
+import sys
 import time
 
 import comfy.utils
@@ -17,6 +27,29 @@ from ..cos_core.render import preview_strip
 from .adapters import LatentInfo
 
 EXPERT_NAMES = {"high": "high-noise expert", "low": "low-noise expert", "single": ""}
+PREVIEW_EVENT = "chain_of_steps.preview"
+
+
+def preview_sender():
+    """``send(data)`` to the client that queued the running prompt, or None without a ComfyUI server.
+
+    Looks only at an already imported ``server`` module (a running ComfyUI has it), so in-process
+    tests never import the web server.
+    """
+    server = sys.modules.get("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if instance is None or not callable(getattr(instance, "send_sync", None)):
+        return None
+    return lambda data: instance.send_sync(PREVIEW_EVENT, data, getattr(instance, "client_id", None))
+
+
+def _prompt_id():
+    try:
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return None
+    context = get_executing_context()
+    return context.prompt_id if context is not None else None
 
 
 class LivePreview:
@@ -40,6 +73,9 @@ class LivePreview:
         self._last_time = None
         self._enabled = frames > 0 and info is not None and info.rgb_factors is not None
         self.worker = LatestOnlyWorker(self._render) if self._enabled else None
+        self.node_id = None if node_id is None else str(node_id)
+        self.prompt_id = _prompt_id()
+        self.send = preview_sender() if self._enabled else None
 
     def on_step(self, step: int, sigma: float, expert: str, x0_model_space) -> None:
         """Sampler-thread part: project a few frames, hand them over, push progress (+ last picture)."""
@@ -55,18 +91,42 @@ class LivePreview:
                 caption += f"   {EXPERT_NAMES[expert]}"
             if step_time is not None:
                 caption += f"   {step_time:.2f} s/step"
-            self.worker.submit((rgb, caption))
-        picture = self.worker.take() if self.worker is not None else None
-        preview = ("JPEG", picture, self.max_width) if picture is not None else None
-        self.pbar.update_absolute(step + 1, self.total, preview)
+            meta = {"step": int(step), "total": int(self.total), "sigma": float(sigma), "expert": str(expert),
+                    "step_time": step_time, "frames": [int(f) for f in frame_ids]}
+            self.worker.submit((rgb, caption, meta))
+        self._publish(step + 1)
+
+    def _publish(self, value: int | None) -> None:
+        """Sampler thread: progress (unless ``value`` is None), plus the newest finished picture
+        (as the progress bar's preview and as the named event)."""
+        result = self.worker.take() if self.worker is not None else None
+        picture, event = result if result is not None else (None, None)
+        if value is not None:
+            preview = ("JPEG", picture, self.max_width) if picture is not None else None
+            self.pbar.update_absolute(value, self.total, preview)
+        if event is not None and self.send is not None:
+            try:
+                self.send(event | {"node": self.node_id, "prompt_id": self.prompt_id})
+            except Exception:  # noqa: BLE001 - a preview must never break sampling
+                self.send = None
 
     def _render(self, job):
-        rgb, caption = job
+        """Worker thread: the captioned strip and the event payload with it as a JPEG data URL."""
+        rgb, caption, meta = job
         scale = max(1, min(4, 256 // max(1, rgb.shape[1])))
         if scale > 1:
             rgb = rgb.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
-        return preview_strip(rgb, caption, self.max_width)
+        picture = preview_strip(rgb, caption, self.max_width)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=85)
+        image = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        frames_height = round(rgb.shape[1] * min(1.0, picture.width / (rgb.shape[0] * rgb.shape[2])))
+        return picture, meta | {"image": image, "width": picture.width, "height": picture.height,
+                                "strip_top": picture.height - frames_height}
 
     def close(self) -> None:
+        """Stop the worker; the last step's picture, if it finished meanwhile, is still sent."""
         if self.worker is not None:
+            self.worker.drain(timeout=1.0)
+            self._publish(None)
             self.worker.close()

@@ -11,6 +11,12 @@ and uni_pc take their first step after a split as a first-order step, and ancest
 draw fresh noise per segment. "Noise at step s" splits once (at s); "noise at frame f" splits at
 every step. Single-step samplers (euler, heun, dpm_2) give exactly the unsplit trajectory when
 λ = 0. The paper's Wan2.2 runs use a first-order flow-matching Euler sampler.
+
+LTX-2 audio-video latents reach a SAMPLER packed into one (B, 1, N) tensor
+(``comfy.utils.pack_latents``); the injection unpacks it with the sampler's ``latent_shapes`` and
+perturbs the video stream only (frames are video latent frames, stride 8); the audio stream is left
+as it is. Dropping ensemble members (``keep_first_after``) cuts the batch dimension, which the
+packing keeps, so it acts on both streams together.
 """
 from __future__ import annotations
 
@@ -19,7 +25,25 @@ from comfy_api.latest import io
 
 from ..cos_core.clock import StageClock
 from ..cos_core.perturb import MODES, NoiseInjection
+from .adapters import nest, packed, split_streams
 from .types import CosPerturb
+
+
+def latent_shapes_of(model):
+    """The stream shapes of the latent being sampled, from the k-diffusion model a sampler function
+    gets (``KSamplerX0Inpaint`` → guider → BaseModel, set by ``CFGGuider.inner_sample``); None when
+    unknown. More than one shape: an audio-video latent packed into (B, 1, N)."""
+    guider = getattr(model, "inner_model", None)
+    return getattr(getattr(guider, "inner_model", None), "latent_shapes", None)
+
+
+def on_video(fn, x, shapes):
+    """``fn`` applied to the video stream of the sampler's latent; an audio stream is left as it is.
+    A packed audio-video latent is unpacked, changed and packed again (a new tensor)."""
+    streams = split_streams(x, shapes)
+    if len(streams) == 1:
+        return fn(x)
+    return packed(nest([fn(streams[0]), *streams[1:]]))
 
 
 class SegmentedSampler(comfy.samplers.KSAMPLER):
@@ -52,10 +76,11 @@ class SegmentedSampler(comfy.samplers.KSAMPLER):
     def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None, **_):
         offset = self.offset if self.offset is not None else self.clock.begin([float(s) for s in sigmas])[0]
         if self.start_x is not None:
-            x = self.start_x.to(device=x.device, dtype=x.dtype)
+            x = packed(self.start_x).to(device=x.device, dtype=x.dtype)
         end = offset + len(sigmas) - 1
+        shapes = latent_shapes_of(model)
         if self.injection is not None:
-            self._check(x, end if float(sigmas[-1]) == 0.0 else None)
+            self._check(split_streams(x, shapes)[0], end if float(sigmas[-1]) == 0.0 else None)
         segments = self.injection.segments(offset, end) if self.injection else [(offset, end)]
         cut = self.keep_first_after
         if cut is not None and offset <= cut < end - 1:
@@ -65,7 +90,7 @@ class SegmentedSampler(comfy.samplers.KSAMPLER):
             if cut is not None and a > cut and x.shape[0] > 1:
                 x = self._keep_first(model, x, extra_args)
             if self.injection is not None:
-                x = self.injection.apply(x, a)
+                x = on_video(lambda v, step=a: self.injection.apply(v, step), x, shapes)
             shifted = None if callback is None else (lambda d, k=a - offset: callback({**d, "i": d["i"] + k}))
             x = self.base.sampler_function(model, x, sigmas[a - offset:b - offset + 1], extra_args=extra_args,
                                            callback=shifted, disable=disable, **self.base.extra_options)
@@ -106,7 +131,8 @@ class CoSNoiseInjection(io.ComfyNode):
                                tooltip="step: all frames at one step; frame: one latent frame at every step."),
                 io.Int.Input("index", default=10, min=0, max=10000,
                              tooltip="The global step s (mode step, 0 = noisiest) or the latent frame f (mode "
-                             "frame). Wan latent frame f covers pixel frames 4f-3..4f; frame 0 is pixel frame 0."),
+                             "frame). Wan latent frame f covers pixel frames 4f-3..4f (LTX-2: 8f-7..8f); frame 0 is "
+                             "pixel frame 0. With LTX-2 audio-video latents only the video is perturbed."),
                 io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.05,
                                tooltip="λ: 1 replaces the latent by noise; smaller values blend (1-λ)·x + λ·ε."),
                 io.Int.Input("noise_seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,

@@ -6,6 +6,10 @@ or (capped) raw states. Results stay on the device until the step is over and th
 CPU in one go. An OUTER_SAMPLE wrapper gives every stage its global step offset and flushes or
 drops pending results in ``finally``, so an error or an interrupt leaves nothing behind; the
 user's MODEL is never modified.
+
+LTX-2: the probe reads the video stream of the block output (LTXAV blocks return a (video,
+audio) tuple) on the token grid the LTX adapter records; LTX blocks update their input in place,
+so everything kept is reduced or copied before the next block runs.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from comfy_api.latest import io
 from ..cos_core.energy import token_energy
 from ..cos_core.pca import fit_basis, project_rgb
 from ..cos_core.steps import SpecError, parse_spec, spec_ranges
-from .adapters import Adapter, adapter_for, cfg_halves, require_flow_model
+from .adapters import Adapter, cfg_halves, check_expert_pair, require_flow_model
 from .recorder import StepSelection, TraceHandle
 from .types import CosTrace
 
@@ -130,6 +134,7 @@ class ProbeState:
 def patch_for_probe(model, state: ProbeState, layers: list[int], expert: str):
     """A clone of ``model`` with the probe on ``layers``; the input MODEL is left untouched."""
     clone = model.clone()
+    state.adapter.prepare(clone)
     for layer in layers:
         clone.set_model_patch_replace(state.block_replace(layer), "dit", *state.adapter.block_key(layer))
     clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY,
@@ -152,7 +157,8 @@ class CoSLayerProbe(io.ComfyNode):
                 io.Model.Input("model", tooltip="The model (or Wan2.2's high-noise expert) to probe."),
                 io.String.Input("layers", default="0,10,20,30,39",
                                 tooltip="Blocks to probe: 'all', '0,10,20,30,39' (the official default), '20-29'. "
-                                "Wan2.2 A14B has 40 blocks (0-39), Wan2.1 1.3B and the 5B have 30."),
+                                "Wan2.2 A14B has 40 blocks (0-39), Wan2.1 1.3B and the 5B have 30, LTX-2 / 2.3 "
+                                "have 48."),
                 io.String.Input("steps", default="all",
                                 tooltip="Global steps to probe: 'all', '0,10,20', '0-4', negatives from the end."),
                 io.Combo.Input("cfg_half", options=list(HALVES), default="cond",
@@ -200,13 +206,12 @@ class CoSLayerProbe(io.ComfyNode):
     @classmethod
     def execute(cls, model, layers, steps, cfg_half, energy, pca, pca_basis, raw_states=False, raw_cap_mib=2048,
                 model_low=None) -> io.NodeOutput:
-        adapter = adapter_for(model, "model")
+        adapter = check_expert_pair(model, model_low, "model_low", "model")
         require_flow_model(model, "model")
         count = adapter.num_blocks(model)
         chosen = parse_spec(layers, count, name="layers")
-        if model_low is not None:
-            if adapter_for(model_low, "model_low") is not adapter or adapter.num_blocks(model_low) != count:
-                raise ValueError("model_low: the two experts must be the same architecture with the same blocks")
+        if model_low is not None and adapter.num_blocks(model_low) != count:
+            raise ValueError("model_low: the two experts must be the same architecture with the same blocks")
         if not (energy or pca or raw_states):
             raise ValueError("energy, pca, raw_states: turn at least one of them on")
         handle = TraceHandle(StepSelection(steps, "steps"))

@@ -13,6 +13,10 @@ import torch
 from ..cos_core.clock import StageClock
 from ..cos_core.steps import SpecError, parse_spec, spec_ranges
 from ..cos_core.trace import StepRecord, Trace
+from .adapters import latent_out, split_streams
+
+# Trace names of the streams of a latent: video first, then audio (LTX-2 audio-video models).
+STREAM_NAMES = {"x0_hat": ("x0_hat", "x0_hat_audio"), "x": ("x", "x_audio")}
 
 
 class StepSelection:
@@ -42,7 +46,8 @@ class X0Recorder:
     Args:
         trace: the trace to fill.
         selection: which global steps to keep.
-        on_step: optional ``fn(global_step, sigma, expert, x0_model_space)`` for progress/preview.
+        on_step: optional ``fn(global_step, sigma, expert, x0_model_space)`` for progress/preview
+            (the video stream).
         record_noisy: also keep the noisy state x_σ (latent space) as ``"x"``.
         always: global steps recorded whatever the selection says (e.g. the step a run stops at).
     """
@@ -55,27 +60,35 @@ class X0Recorder:
         self.record_noisy = record_noisy
         self.always = set(always)
 
-    def stage_callback(self, sigmas: torch.Tensor, offset: int, stage: int, expert: str, process_out, chain=None):
+    def stage_callback(self, sigmas: torch.Tensor, offset: int, stage: int, expert: str, process_out, chain=None,
+                       latent_shapes=None):
         """A ComfyUI sampler callback ``(step, x0, x, total_steps)`` for one stage.
+
+        Audio-video latents (LTX-2) arrive as a NestedTensor (through ``comfy.sample``) or packed
+        (B, 1, N) (inside an OUTER_SAMPLE wrapper, with ``latent_shapes``); the video x̂0 is stored as
+        ``"x0_hat"`` and the audio x̂0 as ``"x0_hat_audio"``, both after ``process_latent_out``.
 
         Args:
             sigmas: the stage's schedule (local step i has σ = sigmas[i]).
             offset: global index of the stage's local step 0.
             process_out: the model's ``process_latent_out``.
-            chain: a callback to call afterwards (e.g. ComfyUI's own preview), or None.
+            chain: a callback to call afterwards (e.g. ComfyUI's own preview), or None; it gets the
+                sampler's own arguments.
+            latent_shapes: the stream shapes when the callback receives packed latents.
         """
         sigma_list = [float(s) for s in sigmas]
 
         def callback(step, x0, x, total_steps):
             g = offset + step
             sigma = sigma_list[step] if step < len(sigma_list) else float("nan")
+            streams = split_streams(x0, latent_shapes)
             if self.selection.may_need(g) or g in self.always:
-                tensors = {"x0_hat": process_out(x0.detach()).to("cpu", torch.float32)}
+                tensors = dict(zip(STREAM_NAMES["x0_hat"], latent_out(process_out, streams)))
                 if self.record_noisy:
-                    tensors["x"] = process_out(x.detach()).to("cpu", torch.float32)
+                    tensors |= dict(zip(STREAM_NAMES["x"], latent_out(process_out, split_streams(x, latent_shapes))))
                 self.trace.add(StepRecord(g, sigma, stage, expert, tensors))
             if self.on_step is not None:
-                self.on_step(g, sigma, expert, x0)
+                self.on_step(g, sigma, expert, streams[0])
             if chain is not None:
                 chain(step, x0, x, total_steps)
 

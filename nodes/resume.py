@@ -17,6 +17,7 @@ import torch
 from comfy_api.latest import io
 
 from ..cos_core.trace import StepRecord, Trace
+from .adapters import nest, split_streams
 from .live_preview import LivePreview
 from .recorder import StepSelection, X0Recorder, as_trace
 from .sampling import Run, Stop, plan_run, sample_run
@@ -51,12 +52,13 @@ def stop_state(run: Run, stop: Stop, trace: Trace, settings: dict, positive, neg
         "models": {expert: model_fingerprint(model) for expert, model in run.models.items()},
         "positive": cond_fingerprint(positive), "negative": cond_fingerprint(negative)}
     state = Trace(meta)
-    tensors = {"latent": stop.latent.detach().to("cpu")}
+    streams = split_streams(stop.latent)
+    tensors = {name: t.detach().to("cpu") for name, t in zip(("latent", "latent_audio"), streams)}
     if stop.x is not None:
-        tensors["x"] = stop.x.float()
+        tensors["x"] = stop.x.float()  # model space; an audio-video run's is packed (B, 1, N) as the sampler has it
     last = stop.next_step - 1
     if last in trace:
-        tensors["x0_hat"] = trace[last].tensors["x0_hat"]
+        tensors |= {k: v for k, v in trace[last].tensors.items() if k in ("x0_hat", "x0_hat_audio")}
     sigma = run.meta["sigmas"][stop.next_step]
     state.add(StepRecord(stop.next_step, sigma, 0, "", tensors))
     return state
@@ -124,15 +126,18 @@ class CoSResume(io.ComfyNode):
             raise ValueError("state: not the state of a stopped run (connect the CoS Sampler's 'state' output, "
                              "with stop_after_step set)")
         record = state.records()[0]
-        latent = record.tensors["latent"]
+        streams = [record.tensors[k] for k in ("latent", "latent_audio") if k in record.tensors]
         x = record.tensors.get("x")
         if pick >= 0:
-            if pick >= latent.shape[0]:
-                raise ValueError(f"pick: {pick} is outside 0..{latent.shape[0] - 1}")
-            latent = latent[pick:pick + 1]
+            if pick >= streams[0].shape[0]:
+                raise ValueError(f"pick: {pick} is outside 0..{streams[0].shape[0] - 1}")
+            streams = [t[pick:pick + 1] for t in streams]
             x = x[pick:pick + 1] if x is not None else None
-        shape = [latent.shape[0], *meta["latent_shape"][1:]]
-        run = plan_run(model_high, positive, negative, {"samples": torch.zeros(shape)}, meta["seed"],
+        batch = streams[0].shape[0]
+        shapes = [meta["latent_shape"]] + ([meta["audio_latent_shape"]] if len(streams) > 1 else [])
+        empty = nest([torch.zeros([batch, *shape[1:]]) for shape in shapes])
+        latent = nest(streams)
+        run = plan_run(model_high, positive, negative, {"samples": empty}, meta["seed"],
                        meta["total_steps"], meta["cfg"], meta["sampler"], meta["scheduler"], meta["switch_mode"],
                        meta["boundary_setting"], meta["switch_step_setting"], model_low=model_low, sampler=sampler)
         check_state(state, run, positive, negative)

@@ -8,14 +8,14 @@ from comfy_api.latest import io
 from ..cos_core.schedule import WAN22_I2V_BOUNDARY
 from ..cos_core.steps import SpecError, parse_spec
 from ..cos_core.trace import Trace
-from .adapters import adapter_for
+from .adapters import adapter_for, nest
 from .live_preview import LivePreview
 from .recorder import StepSelection, X0Recorder
 from .resume import stop_state
 from .sampling import SWITCH_MODES, full_schedule, plan_run, sample_run
 from .types import CosPerturb, CosTrace
 
-__all__ = ["CoSSampler", "full_schedule", "check_settings", "x0_latent"]
+__all__ = ["CoSSampler", "full_schedule", "check_settings", "x0_latent", "step_latent"]
 
 
 def check_settings(steps, capture_steps, switch_mode, boundary, switch_step_value) -> str | bool:
@@ -43,10 +43,11 @@ def run_inputs() -> list:
     """The inputs that plan a sampling run, shared by the CoS Sampler and the sweeps."""
     return [
         io.Model.Input("model_high", tooltip="The high-noise expert (Wan2.2 A14B), or the only model "
-                       "(Wan2.1, Wan2.2-5B). Must be a flow model (after ModelSamplingSD3)."),
+                       "(Wan2.1, Wan2.2-5B, LTX-2 / 2.3). Must be a flow model (Wan: after ModelSamplingSD3)."),
         io.Conditioning.Input("positive", tooltip="Positive conditioning (e.g. from WanImageToVideo)."),
         io.Conditioning.Input("negative", tooltip="Negative conditioning."),
-        io.Latent.Input("latent", tooltip="The video latent to denoise (B, C, F, H, W)."),
+        io.Latent.Input("latent", tooltip="The video latent to denoise (B, C, F, H, W), or LTX-2's audio-video "
+                        "latent (LTXVConcatAVLatent)."),
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                      tooltip="Seed of the initial noise (ignored when a NOISE is connected)."),
         io.Int.Input("steps", default=20, min=1, max=10000,
@@ -90,9 +91,10 @@ class CoSSampler(io.ComfyNode):
             node_id="CoSSampler",
             display_name="CoS Sampler (x̂0 per step)",
             category="Chain-of-Steps/sampling",
-            description=("Samples a Wan2.2 A14B video with its two experts (or one model: Wan2.1, Wan2.2-5B) "
-                         "exactly like two KSamplerAdvanced nodes, and keeps the x̂0 prediction of every chosen "
-                         "step (paper Sec. 3, Eq. 2) with a live multi-frame preview."),
+            description=("Samples a Wan2.2 A14B video with its two experts (or one model: Wan2.1, Wan2.2-5B, "
+                         "LTX-2 / 2.3) exactly like two KSamplerAdvanced nodes, and keeps the x̂0 prediction of "
+                         "every chosen step (paper Sec. 3, Eq. 2) with a live multi-frame preview. LTX-2 audio-video "
+                         "runs keep the audio x̂0 too."),
             inputs=[
                 *run_inputs(),
                 io.String.Input("capture_steps", default="all",
@@ -162,19 +164,32 @@ class CoSSampler(io.ComfyNode):
         out["samples"] = samples
         state = None
         if stop is not None:
-            out["samples"] = trace[stop_after].tensors["x0_hat"]
+            out["samples"] = step_latent(trace[stop_after].tensors)
             state = stop_state(run, stop, trace, settings, positive, negative)
         return io.NodeOutput(out, x0_latent(trace), trace, state)
+
+
+def step_latent(tensors: dict):
+    """One step's x̂0 as LATENT samples: the video x̂0, or for an LTX-2 audio-video run a NestedTensor
+    (video, audio) as ComfyUI's own AV latents are."""
+    if "x0_hat_audio" in tensors:
+        return nest([tensors["x0_hat"], tensors["x0_hat_audio"]])
+    return tensors["x0_hat"]
 
 
 def x0_latent(trace: Trace) -> dict:
     """The captured x̂0 as one LATENT: the steps' batches concatenated, step-major, (Σ B_s, C, F, H, W).
 
     ``cos_steps`` names the step of every batch row (an ensemble with ``continue = primary`` has K
-    rows at its ensemble steps and one afterwards).
+    rows at its ensemble steps and one afterwards). An LTX-2 audio-video run gives a NestedTensor
+    (video, audio) like its sampler's LATENT; LTXVSeparateAVLatent splits it for the decoders.
     """
     if not len(trace):
         return {"samples": torch.zeros((0,)), "cos_steps": []}
-    tensors = [(s, trace[s].tensors["x0_hat"]) for s in trace.steps if "x0_hat" in trace[s].tensors]
-    rows = [s for s, t in tensors for _ in range(t.shape[0])]
-    return {"samples": torch.cat([t for _, t in tensors]), "cos_steps": rows}
+    steps = [s for s in trace.steps if "x0_hat" in trace[s].tensors]
+    rows = [s for s in steps for _ in range(trace[s].tensors["x0_hat"].shape[0])]
+    video = torch.cat([trace[s].tensors["x0_hat"] for s in steps])
+    if all("x0_hat_audio" in trace[s].tensors for s in steps):
+        audio = torch.cat([trace[s].tensors["x0_hat_audio"] for s in steps])
+        return {"samples": nest([video, audio]), "cos_steps": rows}
+    return {"samples": video, "cos_steps": rows}

@@ -1,5 +1,8 @@
 """Running Wan2.2's two experts (or one model) as ComfyUI's two-KSamplerAdvanced template does.
 
+One model (Wan2.1, Wan2.2-5B, LTX-2) is a single stage. An LTX-2 audio-video LATENT (a
+NestedTensor of video and audio) stays nested: ComfyUI's sampler packs and unpacks it itself.
+
 Shared by the CoS Sampler and the sweeps (information flow). A :class:`Run` is planned once
 (schedule, expert split, initial noise) and sampled by :func:`sample_run`, one sampler stage per
 expert, through ``comfy.sample.sample_custom`` with explicit σ slices: the same arithmetic as
@@ -16,7 +19,7 @@ import torch
 
 from ..cos_core.perturb import NoiseInjection
 from ..cos_core.schedule import plan_stages, switch_step
-from .adapters import adapter_for, require_flow_model, require_video_latent
+from .adapters import check_expert_pair, require_flow_model, require_video_latent, split_streams
 from .noise import SegmentedSampler
 
 SWITCH_MODES = ["boundary sigma", "step"]
@@ -61,20 +64,21 @@ def plan_run(model_high, positive, negative, latent, seed, steps, cfg, sampler_n
     """Check the inputs and plan a run.
 
     Raises:
-        ValueError: naming the input, for a model without an adapter, a non-flow model or a
-            non-video latent.
+        ValueError: naming the input, for a model without an adapter, a non-flow model, a
+            non-video latent, or a low-noise expert for a family without experts (LTX-2).
     """
     models = {"model_high": model_high} | ({"model_low": model_low} if model_low is not None else {})
+    adapter = check_expert_pair(model_high, model_low)
     for name, model in models.items():
-        adapter_for(model, name)
         require_flow_model(model, name)
-    require_video_latent(latent, model_high, "latent")
+    require_video_latent(latent, model_high, "latent", adapter)
     latent_image = comfy.sample.fix_empty_latent_channels(
         model_high, latent["samples"], latent.get("downscale_ratio_spacial"), latent.get("downscale_ratio_temporal"))
     if noise is not None:
         initial_noise, seed = noise.generate_noise({**latent, "samples": latent_image}), noise.seed
     else:
         initial_noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
+    streams = split_streams(latent_image)
     sigmas = full_schedule(model_high, steps, sampler_name, scheduler)
     two = model_low is not None
     if two:
@@ -85,8 +89,9 @@ def plan_run(model_high, positive, negative, latent, seed, steps, cfg, sampler_n
         switch = None
     stages = plan_stages(steps, switch if two else steps, two)
     by_expert = {"single": model_high, "high": model_high, "low": model_low}
-    info = adapter_for(model_high).latent_info(model_high)
-    meta = {"latent_format": info.name, "latent_shape": list(latent_image.shape),
+    info = adapter.latent_info(model_high)
+    meta = {"latent_format": info.name, "latent_shape": list(streams[0].shape),
+            "audio_latent_shape": list(streams[1].shape) if len(streams) > 1 else None,
             "sigmas": [float(s) for s in sigmas], "total_steps": steps, "seed": int(seed), "cfg": cfg,
             "sampler": sampler_name, "scheduler": scheduler, "experts": [e for e, _, _ in stages],
             "stage_starts": [a for _, a, _ in stages], "switch_step": switch,

@@ -48,7 +48,7 @@ class SwapState:
             options = args["transformer_options"]
             if self.clock.step_of(float(options["sigmas"][0])) != self.step:
                 return out
-            return {**out, "img": self.swapped(out["img"], options)}
+            return self.adapter.with_video(out, self.swapped(self.adapter.video_hidden(out), options))
 
         return replace
 
@@ -84,6 +84,7 @@ class SwapState:
 
 def patch_for_swap(model, state: SwapState):
     clone = model.clone()
+    state.adapter.prepare(clone)
     clone.set_model_patch_replace(state.block_replace(), "dit", *state.adapter.block_key(state.layer))
     clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, state.outer_sample())
     return clone

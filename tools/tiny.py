@@ -1,4 +1,4 @@
-"""Tiny random-weight stand-ins for the Wan2.2 files, built from ComfyUI's own model classes.
+"""Tiny random-weight stand-ins for the Wan2.2 and LTX-2 files, built from ComfyUI's own model classes.
 
 Nothing can be downloaded in tests, and a 14B model does not fit a CPU run; these checkpoints
 have the real architectures (ComfyUI's ``WanModel`` and Wan2.1 ``WanVAE``) at toy widths, are
@@ -9,6 +9,7 @@ Run inside ComfyUI's Python with ComfyUI importable (``COMFYUI_PATH`` on ``sys.p
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -88,6 +89,101 @@ def write_tiny_models(models_dir: str | os.PathLike, num_layers: int = 4) -> dic
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             save_file({k: v.contiguous() for k, v in build().items()}, str(tmp))
+            os.replace(tmp, path)
+        written[name] = path
+    return written
+
+
+# LTX (ComfyUI's comfy.ldm.lightricks). Detection needs 32 heads (head_dim = attn2.to_k rows // 32),
+# LTXV needs cross_attention_dim == inner_dim, and a caption width other than 4096 must be named in
+# the safetensors metadata ``config.transformer`` (as real LTX-2 checkpoints carry their config).
+TINY_LTXV = "cos-tiny_ltxv.safetensors"
+TINY_LTXAV = "cos-tiny_ltx-2_av.safetensors"
+LTX_CAPTION_CHANNELS = 64  # LTXV context (B, L, 64); LTXAV context (B, L, 2·64): video half, audio half
+
+
+def ltxv_state_dict(seed: int, num_layers: int = 3, head_dim: int = 4) -> tuple[dict[str, torch.Tensor], dict]:
+    """A tiny ComfyUI ``LTXVModel`` (video only, 128 latent channels) state dict and its metadata."""
+    import comfy.ldm.lightricks.model
+    import comfy.ops
+
+    inner = 32 * head_dim
+    with torch.device("meta"):
+        model = comfy.ldm.lightricks.model.LTXVModel(
+            in_channels=128, cross_attention_dim=inner, attention_head_dim=head_dim, num_attention_heads=32,
+            caption_channels=LTX_CAPTION_CHANNELS, num_layers=num_layers, operations=comfy.ops.disable_weight_init)
+    metadata = {"config": json.dumps({"transformer": {"caption_channels": LTX_CAPTION_CHANNELS}})}
+    return _init(dict(model.state_dict()), seed, gain=0.8), metadata
+
+
+def ltxav_state_dict(seed: int, num_layers: int = 3, head_dim: int = 4,
+                     audio_head_dim: int = 2) -> tuple[dict[str, torch.Tensor], dict]:
+    """A tiny ComfyUI ``LTXAVModel`` (LTX-2 audio-video: video 128 ch, audio 8 ch × 16 bins) state dict
+    and its metadata."""
+    import comfy.ldm.lightricks.av_model
+    import comfy.ops
+
+    audio_inner = 32 * audio_head_dim
+    # The text connectors (2 × 2 blocks of width 3840 by default, 1.4 B parameters) only run on unprocessed
+    # Gemma features; the tests give already processed contexts, so they are shrunk to the caption width.
+    config = {"caption_channels": LTX_CAPTION_CHANNELS, "audio_cross_attention_dim": audio_inner,
+              "audio_attention_head_dim": audio_head_dim, "audio_num_attention_heads": 32,
+              "connector_attention_head_dim": 4, "connector_num_attention_heads": LTX_CAPTION_CHANNELS // 4,
+              "connector_num_layers": 1}
+    with torch.device("meta"):
+        model = comfy.ldm.lightricks.av_model.LTXAVModel(
+            in_channels=128, audio_in_channels=128, cross_attention_dim=32 * head_dim, attention_head_dim=head_dim,
+            num_attention_heads=32, num_layers=num_layers, operations=comfy.ops.disable_weight_init, **config)
+    return _init(dict(model.state_dict()), seed, gain=0.8), {"config": json.dumps({"transformer": config})}
+
+
+TINY_LTX_AUDIO_VAE = "cos-tiny_ltx-2_audio_vae.safetensors"
+
+
+def ltx_audio_vae_state_dict(seed: int) -> tuple[dict[str, torch.Tensor], dict]:
+    """A tiny LTX-2 audio VAE (``comfy.ldm.lightricks.vae.audio_vae.AudioVAE``: mel autoencoder, 8 latent
+    channels × 16 bins, 25 latent frames per second, plus a HiFi-GAN vocoder to 16 kHz stereo) and its
+    metadata, for ``comfy.sd.VAE(sd=..., metadata=...)`` / LTXVAudioVAELoader."""
+    from comfy.ldm.lightricks.vae.audio_vae import AudioVAE
+
+    ddconfig = {"double_z": True, "mel_bins": 64, "z_channels": 8, "resolution": 256, "downsample_time": False,
+                "in_channels": 2, "out_ch": 2, "ch": 8, "ch_mult": [1, 2, 4], "num_res_blocks": 1,
+                "attn_resolutions": [], "dropout": 0.0, "mid_block_add_attention": False, "norm_type": "pixel",
+                "causality_axis": "height"}
+    config = {"audio_vae": {"model": {"params": {"ddconfig": ddconfig, "sampling_rate": 16000}},
+                            "preprocessing": {"stft": {"filter_length": 1024, "hop_length": 160}}},
+              "vocoder": {"resblock": "1", "upsample_initial_channel": 64, "upsample_rates": [5, 4, 2, 2, 2],
+                          "upsample_kernel_sizes": [16, 16, 8, 4, 4], "resblock_kernel_sizes": [3],
+                          "resblock_dilation_sizes": [[1, 3, 5]], "stereo": True, "output_sample_rate": 16000}}
+    metadata = {"config": json.dumps(config)}
+    with torch.device("meta"):
+        vae = AudioVAE(metadata)
+    sd = _init(dict(vae.state_dict()), seed)
+    stats = "autoencoder.per_channel_statistics."
+    sd[stats + "std-of-means"] = torch.ones(sd[stats + "std-of-means"].shape)
+    sd[stats + "mean-of-means"] = torch.zeros(sd[stats + "mean-of-means"].shape)
+    return sd, metadata
+
+
+def write_tiny_ltx_models(models_dir: str | os.PathLike, num_layers: int = 3) -> dict[str, Path]:
+    """Write tiny LTXV and LTXAV diffusion models (with their config metadata) under
+    ``models_dir/diffusion_models`` (UNETLoader, ``comfy.sd.load_diffusion_model``) and a tiny LTX-2
+    audio VAE under ``models_dir/checkpoints`` (LTXVAudioVAELoader); existing files are kept.
+
+    Returns:
+        tiny file name → path.
+    """
+    plan = {TINY_LTXV: ("diffusion_models", lambda: ltxv_state_dict(21, num_layers)),
+            TINY_LTXAV: ("diffusion_models", lambda: ltxav_state_dict(22, num_layers)),
+            TINY_LTX_AUDIO_VAE: ("checkpoints", lambda: ltx_audio_vae_state_dict(23))}
+    written = {}
+    for name, (folder, build) in plan.items():
+        path = Path(models_dir) / folder / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sd, metadata = build()
+            tmp = path.with_suffix(".tmp")
+            save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
             os.replace(tmp, path)
         written[name] = path
     return written

@@ -46,7 +46,10 @@ class WorkflowError(ValueError):
 
 
 def _spec_type(spec) -> str:
-    return "COMBO" if isinstance(spec[0], list) else str(spec[0])
+    if isinstance(spec[0], list):
+        return "COMBO"
+    widget = _options(spec).get("widgetType")  # a MultiType input ("FLOAT,INT") is edited as this widget
+    return str(widget) if widget else str(spec[0])
 
 
 def _options(spec) -> dict:

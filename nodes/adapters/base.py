@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import comfy.model_sampling
+import comfy.nested_tensor
+import comfy.utils
+import torch
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,34 @@ class Adapter:
         """(offset of the first video token, (F, H, W) token grid) for a block call."""
         raise NotImplementedError
 
+    def audio_hidden(self, block_out: dict):
+        """The audio-token hidden states in a block-replace result, or None (video-only models)."""
+        return None
+
+    def with_video(self, block_out: dict, video, audio=None) -> dict:
+        """A new block-replace result with the video hidden states replaced by ``video`` (a new tensor,
+        never one the next block mutates in place) and, for audio-video models, the audio ones by
+        ``audio`` when given (else untouched). ``block_out`` itself is not modified."""
+        if audio is not None:
+            raise ValueError(f"{self.family} blocks have no audio stream")
+        return {**block_out, "img": video}
+
+    def prepare(self, model) -> None:
+        """Make a cloned MODEL ready for this pack's block hooks (e.g. record what the blocks are not
+        told, such as LTX's token grid). Patch nodes call it on their clones; the default does nothing."""
+
+    def has_experts(self) -> bool:
+        """Whether the family has Wan2.2's two-expert (high-/low-noise) split."""
+        return False
+
+    def accepts_audio(self, model) -> bool:
+        """Whether ``model`` samples an audio-video LATENT (a NestedTensor of video and audio)."""
+        return False
+
+    def layers_hint(self, model) -> str:
+        """A short note on the model's blocks for error messages."""
+        return f"{self.family} has {self.num_blocks(model)} blocks (0-{self.num_blocks(model) - 1})"
+
 
 CFG_HALF_NAMES = {0: "cond", 1: "uncond"}
 
@@ -110,14 +141,57 @@ def require_flow_model(model, input_name: str) -> None:
                          "Chain-of-Steps needs a flow model (Wan2.x, LTX-2), e.g. through ModelSamplingSD3")
 
 
-def require_video_latent(latent: dict, model, input_name: str) -> None:
-    """Raise ValueError unless ``latent`` is a 5-D video latent matching the model's channels."""
+def split_streams(x, latent_shapes=None) -> list:
+    """The streams of a latent as the sampler hands it around: a NestedTensor's tensors; a packed
+    audio-video tensor (B, 1, N) unpacked with its ``latent_shapes`` (what CFGGuider.sample passes to
+    OUTER_SAMPLE wrappers); anything else as one stream. The first stream is the video."""
+    if getattr(x, "is_nested", False):
+        return list(x.unbind())
+    if latent_shapes is not None and len(latent_shapes) > 1 and x.ndim == 3:
+        return list(comfy.utils.unpack_latents(x, latent_shapes))
+    return [x]
+
+
+def nest(streams):
+    """One stream as a tensor, several as a NestedTensor (ComfyUI's audio-video LATENT)."""
+    streams = list(streams)
+    return streams[0] if len(streams) == 1 else comfy.nested_tensor.NestedTensor(streams)
+
+
+def packed(x):
+    """A NestedTensor packed the way ComfyUI's sampler packs it, (B, 1, N); a tensor unchanged."""
+    if getattr(x, "is_nested", False):
+        return comfy.utils.pack_latents(x.unbind())[0]
+    return x
+
+
+def latent_out(process_out, streams: list) -> list[torch.Tensor]:
+    """``process_latent_out`` applied as ComfyUI applies it (on the NestedTensor for several streams),
+    as float32 CPU copies, one per stream."""
+    streams = [s.detach() for s in streams]
+    out = process_out(nest(streams))
+    return [t.to("cpu", torch.float32, copy=True) for t in split_streams(out)]
+
+
+def require_video_latent(latent: dict, model, input_name: str, adapter: "Adapter | None" = None) -> None:
+    """Raise ValueError unless ``latent`` is a 5-D video latent matching the model's channels.
+
+    An audio-video LATENT (NestedTensor of video and audio) is accepted only when ``adapter``
+    says the model samples one (LTX-2); its video stream is checked.
+    """
     samples = latent.get("samples") if isinstance(latent, dict) else None
-    if samples is None or getattr(samples, "is_nested", False):
+    if samples is None:
         raise ValueError(f"{input_name}: expected a video LATENT (B, C, F, H, W)")
+    if getattr(samples, "is_nested", False):
+        if adapter is None or not adapter.accepts_audio(model):
+            kind = type(getattr(getattr(model, "model", None), "diffusion_model", None)).__name__
+            raise ValueError(f"{input_name}: an audio-video LATENT (video + audio, e.g. from LTXVConcatAVLatent) "
+                             f"needs an LTX-2 audio-video model; this {kind} model samples video only, so "
+                             "give it the video latent alone")
+        samples = split_streams(samples)[0]
     if samples.ndim != 5:
         raise ValueError(f"{input_name}: expected a video latent (B, C, F, H, W) such as WanImageToVideo or "
-                         f"EmptyHunyuanLatentVideo give, got shape {tuple(samples.shape)}")
+                         f"EmptyLTXVLatentVideo give, got shape {tuple(samples.shape)}")
     channels = int(model.get_model_object("latent_format").latent_channels)
     if samples.shape[1] not in (channels, 4):  # 4: an empty SD-style latent ComfyUI widens itself
         raise ValueError(f"{input_name}: the latent has {samples.shape[1]} channels but the model expects "

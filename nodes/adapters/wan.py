@@ -23,6 +23,9 @@ class WanAdapter(Adapter):
     def video_hidden(self, block_out: dict):
         return block_out["img"]
 
+    def has_experts(self) -> bool:
+        return True
+
     def token_grid(self, transformer_options: dict, hidden):
         """Wan writes ``grid_sizes`` = (F', H', W') after patch embedding; the video tokens are the
         first F'·H'·W' (Wan2.1/2.2 T2V/I2V; variants with a reference conv prepend tokens and are
