@@ -14,6 +14,7 @@ it times with warm-up and repetitions (interleaved, alternating order):
   stock        two KSamplerAdvanced stages (ComfyUI's Wan2.2 template), cfg 3.5, euler/simple
   capture      + CoS Capture x̂0 (every step) on the same two KSamplerAdvanced stages
   cos_sampler  the CoS Sampler (x̂0 of every step, live preview of 4 frames)
+               (cos_sampler_nopreview, not in the default list: the same with preview_frames 0)
   energy       + CoS Layer Probe: energy of all 40 layers at every step, cond half
   energy_pca   + a second CoS Layer Probe: PCA on layers 0,10,20,30,39 (shared basis)
   official     + an emulation of the official tool's hook: the cond half of 5 layers' outputs
@@ -36,7 +37,6 @@ Reproduce (see benchmarks/README.md for the device machine's set-up):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import importlib.util
 import json
@@ -49,7 +49,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+try:
+    import torch
+except ImportError:  # --report reads a results file and needs no torch
+    torch = None
 
 REPO = Path(__file__).resolve().parent.parent
 PACK_MODULE = "chain_of_steps_pack"
@@ -60,7 +63,9 @@ PRESETS = {
     # a toy width with the same block count, for a CPU smoke test of the script itself
     "tiny": dict(dim=256, ffn_dim=512, num_heads=2, num_layers=40, in_dim=36, out_dim=16, text_dim=4096),
 }
-CONFIGS = ["stock", "capture", "cos_sampler", "energy", "energy_pca", "official", "ens_primary", "ens_all"]
+CONFIGS = ["stock", "capture", "cos_sampler", "cos_sampler_nopreview", "energy", "energy_pca", "official",
+           "ens_primary", "ens_all"]
+DEFAULT_CONFIGS = ["stock", "capture", "cos_sampler", "energy", "energy_pca", "official", "ens_primary", "ens_all"]
 PCA_LAYERS = "0,10,20,30,39"
 OFFICIAL_LAYERS = [0, 10, 20, 30, 39]
 ENSEMBLE = dict(members=3, steps="0", layers="20-29")
@@ -291,22 +296,23 @@ class Bench:
         elif config == "capture":
             from chain_of_steps_pack.nodes.capture import CoSCaptureX0
 
-            h, l, handle = CoSCaptureX0.PREPARE_CLASS_CLONE(None).execute(self.high, "all", model_low=self.low).result
-            out = self.ksampler_pair(h, l, pos, neg, latent)
+            hi, lo, handle = CoSCaptureX0.PREPARE_CLASS_CLONE(None).execute(self.high, "all", model_low=self.low).result
+            out = self.ksampler_pair(hi, lo, pos, neg, latent)
             trace = handle.snapshot()
             info.update(trace_bytes=trace.nbytes(), trace_steps=len(trace))
-        elif config == "cos_sampler":
-            out, trace = self.cos_sampler(self.high, self.low, pos, neg, latent)
+        elif config in ("cos_sampler", "cos_sampler_nopreview"):
+            out, trace = self.cos_sampler(self.high, self.low, pos, neg, latent,
+                                          preview_frames=4 if config == "cos_sampler" else 0)
             info.update(trace_bytes=trace.nbytes(), trace_steps=len(trace))
         elif config == "energy":
-            h, l, handle = self.probe(self.high, self.low, "all", True, False)
-            out = self.ksampler_pair(h, l, pos, neg, latent)
+            hi, lo, handle = self.probe(self.high, self.low, "all", True, False)
+            out = self.ksampler_pair(hi, lo, pos, neg, latent)
             trace = handle.snapshot()
             info.update(trace_bytes=trace.nbytes(), trace_steps=len(trace), trace_tensors=len(trace.tensor_names()))
         elif config == "energy_pca":
-            h, l, handle = self.probe(self.high, self.low, "all", True, False)
-            h, l, handle_pca = self.probe(h, l, PCA_LAYERS, False, True)
-            out = self.ksampler_pair(h, l, pos, neg, latent)
+            hi, lo, handle = self.probe(self.high, self.low, "all", True, False)
+            hi, lo, handle_pca = self.probe(hi, lo, PCA_LAYERS, False, True)
+            out = self.ksampler_pair(hi, lo, pos, neg, latent)
             trace, trace_pca = handle.snapshot(), handle_pca.snapshot()
             names = trace.tensor_names()
             info.update(trace_bytes=trace.nbytes() + trace_pca.nbytes(), trace_steps=len(trace),
@@ -314,15 +320,15 @@ class Bench:
                         energy_layers_recorded=len([n for n in names if n.startswith("energy/")]),
                         pca_layers_recorded=len([n for n in trace_pca.tensor_names() if n.startswith("pca/")]))
         elif config == "official":
-            h, l, store = self.official_hook(self.high, self.low)
-            out = self.ksampler_pair(h, l, pos, neg, latent)
+            hi, lo, store = self.official_hook(self.high, self.low)
+            out = self.ksampler_pair(hi, lo, pos, neg, latent)
             info.update(trace_bytes=sum(t.numel() * t.element_size() for t in store.values()),
                         host_layers_held=len(store))
             store.clear()
         elif config in ("ens_primary", "ens_all"):
             cont = "primary" if config == "ens_primary" else "all"
-            h, l, lat, noise, sampler = self.ensemble(self.high, self.low, latent, cont)
-            out, trace = self.cos_sampler(h, l, pos, neg, lat, noise=noise, sampler=sampler)
+            hi, lo, lat, noise, sampler = self.ensemble(self.high, self.low, latent, cont)
+            out, trace = self.cos_sampler(hi, lo, pos, neg, lat, noise=noise, sampler=sampler)
             info.update(trace_bytes=trace.nbytes(), trace_steps=len(trace), out_batch=int(out.shape[0]))
         else:
             raise ValueError(config)
@@ -567,7 +573,8 @@ def pack_sources_digest() -> dict:
 
 
 def environment(device) -> dict:
-    env = {"pack_sources": pack_sources_digest(), "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+    env = {"pack_sources": pack_sources_digest(), "python": platform.python_version(), "torch": torch.__version__,
+           "cuda": torch.version.cuda,
            "platform": platform.platform(), "cpu_count": os.cpu_count()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -594,7 +601,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=2, help="total steps S across both experts (default 2)")
     ap.add_argument("--split", type=int, default=1, help="step where the low-noise expert starts (default 1)")
     ap.add_argument("--reps", default="21:3,81:2", help="timed repetitions per frame count, e.g. '21:3,81:2'")
-    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                    help=f"comma list from {CONFIGS} (cos_sampler_nopreview: the CoS Sampler with preview_frames 0)")
     ap.add_argument("--profile", default="stock,capture,cos_sampler,energy,energy_pca",
                     help="configs profiled once with torch.profiler: 'a,b' at the first frame count, or "
                     "'21=a,b;81=c' per frame count ('' for none)")
@@ -845,9 +853,9 @@ def report(results: dict) -> str:
     if micro:
         lines.append("\n#### Micro-benchmarks (median ms)\n")
         lines.append("| frames | tokens | one block (2 rows, bf16) | energy vector_norm(fp32) | energy .float().norm() "
-                     "| copy .cpu().float() | copy .float().cpu() | copy to pinned | PCA fit | PCA project "
-                     "| CKA fp32 | CKA |err| vs fp64 |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                     "| copy .cpu() | copy .cpu().float() | copy .float().cpu() | copy .float() to pinned | PCA fit "
+                     "| PCA project | CKA fp32 | CKA abs. err. vs fp64 |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for frames, m in sorted(micro.items(), key=lambda kv: kv[0]):
             r = m.get("reductions", m)
             cka = r.get("cka", {})
@@ -857,7 +865,8 @@ def report(results: dict) -> str:
                 return f"{v['median']:.3f}" if isinstance(v, dict) and "median" in v else ""
 
             lines.append(f"| {frames} | {r.get('tokens', '')} | {med('block_ms', m)} | {med('energy_vector_norm_ms')} "
-                         f"| {med('energy_float_norm_ms')} | {med('copy_cpu_then_float_ms')} "
+                         f"| {med('energy_float_norm_ms')} | {med('copy_cpu_only_ms')} "
+                         f"| {med('copy_cpu_then_float_ms')} "
                          f"| {med('copy_float_then_cpu_ms')} | {med('copy_float_to_pinned_ms')} | {med('pca_fit_ms')} "
                          f"| {med('pca_project_ms')} | {med('time_ms', cka)} "
                          f"| {cka.get('in_vs_out', {}).get('abs_err', float('nan')):.1e} |")

@@ -36,19 +36,19 @@ def latent_map(latent: torch.Tensor) -> np.ndarray:
 
 
 def spectrogram(waveform: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop: int | None = None,
-                floor_db: float = -100.0) -> tuple[np.ndarray, float, float]:
-    """Log-magnitude STFT of a waveform, mono mix.
+                floor_db: float = -120.0) -> tuple[np.ndarray, float, float]:
+    """Log-magnitude STFT of a waveform, mono mix, in dB relative to full scale: a sine of amplitude 1
+    reads about 0 dB, so the rows of several steps compare in level too.
 
     Args:
         waveform: (samples,), (channels, samples) or (1, channels, samples), any float dtype.
         sample_rate: samples per second.
         n_fft: FFT size (Hann window of the same length); shortened for very short clips.
         hop: hop length, default n_fft // 4.
-        floor_db: values below this many dB under the peak are clipped to it.
+        floor_db: lower limit of the dB values (silence).
 
     Returns:
-        (dB array (n_fft // 2 + 1, frames) relative to the clip's peak, duration in seconds,
-        Nyquist frequency in Hz).
+        (dB array (n_fft // 2 + 1, frames), duration in seconds, Nyquist frequency in Hz).
     """
     wave = waveform.detach().float().cpu()
     while wave.ndim > 2:
@@ -59,11 +59,10 @@ def spectrogram(waveform: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop
         raise ValueError("the waveform is empty")
     n_fft = int(max(16, min(n_fft, 2 ** int(np.floor(np.log2(wave.numel()))))))
     hop = int(hop or max(1, n_fft // 4))
-    spec = torch.stft(wave, n_fft=n_fft, hop_length=hop, window=torch.hann_window(n_fft), center=True,
-                      return_complex=True).abs()
-    db = 20.0 * torch.log10(spec.clamp_min(1e-10))
-    db = (db - db.max()).clamp_min(floor_db)
-    return db.numpy(), wave.numel() / float(sample_rate), sample_rate / 2.0
+    window = torch.hann_window(n_fft)
+    spec = torch.stft(wave, n_fft=n_fft, hop_length=hop, window=window, center=True, return_complex=True).abs()
+    db = 20.0 * torch.log10((spec / (window.sum() / 2)).clamp_min(1e-12))
+    return db.clamp_min(floor_db).numpy(), wave.numel() / float(sample_rate), sample_rate / 2.0
 
 
 def audio_steps_figure(rows: Sequence[np.ndarray], labels: Sequence[str], title: str, kind: str = "latent",
@@ -73,7 +72,8 @@ def audio_steps_figure(rows: Sequence[np.ndarray], labels: Sequence[str], title:
     Args:
         rows: 2-D arrays (vertical bins, time), one per step, all the same shape.
         labels: one label per row (e.g. "step 3  σ=0.612").
-        kind: "latent" (rows from :func:`latent_map`) or "spectrogram" (dB from :func:`spectrogram`).
+        kind: "latent" (rows from :func:`latent_map`; a symmetric scale around 0) or "spectrogram" (dB from
+            :func:`spectrogram`; the loudest bin of all rows down to 90 dB below it).
         duration: clip length in seconds for the time axis (spectrograms), else latent frames.
         max_hz: the top of the frequency axis (spectrograms).
         channels: latent channels, to mark channel boundaries (latent view).
@@ -91,8 +91,9 @@ def audio_steps_figure(rows: Sequence[np.ndarray], labels: Sequence[str], title:
     height, width = arrays[0].shape
     values = np.concatenate([a.ravel() for a in arrays])
     finite = values[np.isfinite(values)]
-    if kind == "spectrogram":
-        vmin, vmax, cmap, unit = float(finite.min()) if finite.size else -100.0, 0.0, "magma", "dB"
+    if kind == "spectrogram":  # one scale: the loudest bin of all steps down to 90 dB below it
+        vmax = float(finite.max()) if finite.size else 0.0
+        vmin, cmap, unit = vmax - 90.0, "magma", "dB (full scale)"
     else:
         lim = float(np.percentile(np.abs(finite), 99.5)) if finite.size else 1.0
         vmin, vmax, cmap, unit = -max(lim, 1e-6), max(lim, 1e-6), "RdBu_r", "latent value"
@@ -115,7 +116,7 @@ def audio_steps_figure(rows: Sequence[np.ndarray], labels: Sequence[str], title:
         if kind == "latent" and channels and channels > 1:
             per = height / channels
             for c in range(1, channels):
-                ax.axhline(c * per - 0.5, color="black", lw=0.4, alpha=0.5)
+                ax.axhline(c * per - 0.5, color="black", lw=0.9, alpha=0.8)
             ax.set_yticks([])
         elif kind == "spectrogram":
             ax.set_yticks([0, extent[3]], ["0", f"{extent[3]:.0f} kHz"])

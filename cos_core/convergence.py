@@ -89,7 +89,7 @@ def convergence_figure(steps: Sequence[int], dist: dict[str, np.ndarray], settle
     """Curves (distance to final, change per step) over a frames × steps heatmap, settle step marked."""
     steps = list(steps)
     fig = Figure(figsize=(12, 8), dpi=100, facecolor="white")
-    top = fig.add_axes([0.08, 0.56, 0.84, 0.36])
+    top = fig.add_axes([0.08, 0.55, 0.84, 0.33])
     top.plot(steps, dist["to_final"], marker="o", color="#1565c0", label="distance to final x̂0")
     top.plot(steps, dist["change"], marker="s", color="#ef6c00", label="change from previous step Δx̂0")
     top.axhline(threshold, color="#777", ls=":", lw=1, label=f"threshold {threshold:g}")

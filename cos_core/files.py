@@ -28,8 +28,11 @@ def safe_subpath(root: str | os.PathLike, relative: str) -> Path:
                                                         for p in parts):
         raise ValueError(f"output name '{relative}' is not allowed: use letters, digits, '._- ' and '/' "
                          "for subfolders, with no '..' and no leading '/'")
-    root_path = Path(root).resolve()
-    path = (root_path / Path(*parts)).resolve()
+    try:
+        root_path = Path(root).resolve()
+        path = (root_path / Path(*parts)).resolve()
+    except (RuntimeError, OSError) as err:  # a symlink loop
+        raise ValueError(f"output name '{relative}' cannot be resolved ({err})") from err
     if root_path != path and root_path not in path.parents:
         raise ValueError(f"output name '{relative}' escapes the output folder")
     return path

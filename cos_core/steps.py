@@ -22,6 +22,11 @@ class SpecError(ValueError):
     """A step/layer spec that cannot be parsed or lies outside the valid range."""
 
 
+def _show(token: str, limit: int = 40) -> str:
+    """A token as quoted in messages, cut short so a pasted blob gives a short error."""
+    return token if len(token) <= limit else f"{token[:limit]}… ({len(token)} characters)"
+
+
 def _hint(name: str, count: int) -> str:
     last = count - 1
     return (f"valid {name} are 0..{last} (or -{count}..-1 counted from the end); "
@@ -58,7 +63,7 @@ def parse_spec(spec: str, count: int, name: str = "steps") -> list[int]:
         except ValueError:  # more digits than int() accepts (sys.get_int_max_str_digits)
             value = count
         if not -count <= value < count:
-            raise SpecError(f"{name}: '{token}' is out of range; {_hint(name, count)}")
+            raise SpecError(f"{name}: '{_show(token)}' is out of range; {_hint(name, count)}")
         return value % count
 
     picked: set[int] = set()
@@ -67,11 +72,11 @@ def parse_spec(spec: str, count: int, name: str = "steps") -> list[int]:
             continue
         match = _ITEM.match(token)
         if not match:
-            raise SpecError(f"{name}: cannot read '{token}'; {_hint(name, count)}")
+            raise SpecError(f"{name}: cannot read '{_show(token)}'; {_hint(name, count)}")
         start = resolve(token, match.group(1))
         stop = resolve(token, match.group(2)) if match.group(2) is not None else start
         if stop < start:
-            raise SpecError(f"{name}: range '{token}' runs backwards; write it low-high")
+            raise SpecError(f"{name}: range '{_show(token)}' runs backwards; write it low-high")
         picked.update(range(start, stop + 1))
     if not picked:
         raise SpecError(f"{name}: the spec is empty; {_hint(name, count)}")
@@ -99,11 +104,12 @@ def spec_ranges(spec: str, name: str = "steps") -> list[tuple[int, int]] | None:
             continue
         match = _ITEM.match(token)
         if not match:
-            raise SpecError(f"{name}: cannot read '{token}'; write 'all', a list like '0,10,20' or ranges like '0-19'")
+            raise SpecError(f"{name}: cannot read '{_show(token)}'; write 'all', a list like '0,10,20' or ranges "
+                            "like '0-19'")
         start = int(match.group(1)) if len(match.group(1)) < 20 else 10**19
         stop = start if match.group(2) is None else (int(match.group(2)) if len(match.group(2)) < 20 else 10**19)
         if (start < 0) == (stop < 0) and stop < start:
-            raise SpecError(f"{name}: range '{token}' runs backwards; write it low-high")
+            raise SpecError(f"{name}: range '{_show(token)}' runs backwards; write it low-high")
         pairs.append((start, stop))
     if not pairs:
         raise SpecError(f"{name}: the spec is empty; write 'all', a list like '0,10,20' or ranges like '0-19'")

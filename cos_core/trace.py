@@ -185,9 +185,10 @@ class Trace:
                 return trace
         except TraceFormatError:
             raise
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError, AttributeError, RecursionError) as err:
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError, AttributeError, RecursionError,
+                OverflowError) as err:
             raise TraceFormatError(f"{path.name}: corrupted trace ({err})") from err
-        except Exception as err:  # safetensors raises its own error types for corrupt files
-            if type(err).__name__ in ("SafetensorError",):
-                raise TraceFormatError(f"{path.name}: not a valid safetensors file ({err})") from err
+        except Exception as err:  # safetensors' SafetensorError, torch's RuntimeError on impossible shapes
+            if type(err).__name__ in ("SafetensorError", "RuntimeError"):
+                raise TraceFormatError(f"{path.name}: not a valid trace file ({err})") from err
             raise

@@ -144,3 +144,129 @@ def test_spec_like_text_parses_to_valid_indices_or_raises_spec_error(text, count
 def test_round_trip_holds_for_any_indices_in_range(data, count):
     indices = data.draw(st.lists(st.integers(min_value=0, max_value=count - 1), min_size=1, max_size=40))
     assert parse_spec(format_spec(indices), count) == sorted(set(indices))
+
+
+# ---- properties of the syntax-only check (spec_ranges) and its agreement with parse_spec ------
+
+from hypothesis import settings  # noqa: E402
+
+from cos_core.steps import spec_ranges  # noqa: E402
+
+SPEC_ALPHABET = "0123456789-, all\t"
+
+
+@given(text=st.text())
+def test_spec_ranges_of_any_text_is_none_pairs_or_one_spec_error(text):
+    try:
+        pairs = spec_ranges(text, name="capture_steps")
+    except SpecError as err:
+        assert str(err).startswith("capture_steps: ")
+        return
+    if pairs is None:
+        assert text.strip().lower() == "all"
+        return
+    assert pairs and all(isinstance(a, int) and isinstance(b, int) for a, b in pairs)
+    assert all(b >= a for a, b in pairs if (a < 0) == (b < 0))
+
+
+@given(text=st.one_of(st.text(), st.text(alphabet=SPEC_ALPHABET, max_size=30)),
+       counts=st.lists(st.integers(min_value=1, max_value=80), min_size=1, max_size=4))
+def test_a_syntax_error_is_an_error_for_every_count(text, counts):
+    """spec_ranges refuses only what parse_spec refuses whatever the count: checking a widget before
+    the run never rejects a spec that would have worked."""
+    try:
+        spec_ranges(text)
+    except SpecError:
+        for count in counts:
+            with pytest.raises(SpecError):
+                parse_spec(text, count)
+
+
+def _resolved(pairs, count):
+    picked = set()
+    for a, b in pairs:
+        picked.update(range(a % count, b % count + 1))
+    return picked
+
+
+@given(text=st.text(alphabet=SPEC_ALPHABET, max_size=30), count=st.integers(min_value=1, max_value=60))
+def test_what_parse_spec_picks_is_what_spec_ranges_describes(text, count):
+    """Whenever parse_spec accepts a spec, spec_ranges accepts it too and its pairs, resolved against
+    the count, pick the same indices: so a recorder that filters by the pairs before S is known (only
+    non-negative specs) never drops a step the spec asks for."""
+    try:
+        picked = parse_spec(text, count)
+    except SpecError:
+        return
+    pairs = spec_ranges(text)
+    if pairs is None:
+        assert picked == list(range(count))
+        return
+    assert set(picked) == _resolved(pairs, count)
+    if all(a >= 0 and b >= 0 for a, b in pairs):
+        assert all(any(a <= i <= b for a, b in pairs) for i in picked)
+
+
+@st.composite
+def specs(draw):
+    """A well-formed spec with its meaning: items in [-count, count), joined by any separators."""
+    count = draw(st.integers(min_value=1, max_value=50))
+    index = st.integers(min_value=-count, max_value=count - 1)
+    items = draw(st.lists(st.one_of(index.map(lambda i: (i, i)), st.tuples(index, index)), min_size=1, max_size=6))
+    seps = draw(st.lists(st.sampled_from([",", " ", ", ", "\t", " ,  "]), min_size=len(items) - 1,
+                         max_size=len(items) - 1))
+    tokens = [str(a) if a == b else f"{a}-{b}" for a, b in items]
+    text = tokens[0] + "".join(s + t for s, t in zip(seps, tokens[1:]))
+    return text, count, items
+
+
+@given(spec=specs())
+def test_well_formed_specs_mean_exactly_their_items(spec):
+    text, count, items = spec
+    backwards = any(b % count < a % count for a, b in items)
+    if backwards:
+        with pytest.raises(SpecError, match="backwards"):
+            parse_spec(text, count)
+        return
+    assert parse_spec(text, count) == sorted(_resolved(items, count))
+
+
+@given(text=st.text(min_size=1), count=st.integers(min_value=1, max_value=100),
+       name=st.sampled_from(["steps", "layers", "capture_steps", "injections"]))
+def test_error_messages_name_the_input_and_stay_short(text, count, name):
+    """One clear error: it starts with the input's name and quotes at most a readable part of a
+    pasted blob (ComfyUI shows it in a dialog, once per input of the node)."""
+    for check in (lambda: parse_spec(text, count, name=name), lambda: spec_ranges(text, name=name)):
+        try:
+            check()
+        except SpecError as err:
+            message = str(err)
+            assert message.startswith(f"{name}: ")
+            assert len(message) <= 300, f"{len(message)} characters"
+
+
+@pytest.mark.parametrize("spec", ["0-" + "9" * 30, "9" * 25, "-" + "9" * 25, "0-" + "9" * 5000])
+def test_huge_numbers_are_never_expanded(spec):
+    import time
+
+    started = time.perf_counter()
+    pairs = spec_ranges(spec)
+    assert pairs and max(abs(v) for pair in pairs for v in pair) <= 10**19
+    with pytest.raises(SpecError, match="out of range"):
+        parse_spec(spec, 10_000)
+    assert time.perf_counter() - started < 0.5
+
+
+@settings(max_examples=50)
+@given(text=st.sampled_from(["all", "ALL", " All ", "\tall\n"]), count=st.integers(min_value=1, max_value=30))
+def test_all_in_any_case_and_spacing(text, count):
+    assert spec_ranges(text) is None and parse_spec(text, count) == list(range(count))
+
+
+@pytest.mark.parametrize("blob", ["x" * 5000, "1-" + "y" * 5000, "7" * 3000 + "-1", "5-" + "4" * 500])
+def test_a_pasted_blob_gives_a_short_error(blob):
+    for check in (lambda: parse_spec(blob, 20, name="steps"), lambda: spec_ranges(blob, name="steps")):
+        try:
+            check()
+        except SpecError as err:
+            assert str(err).startswith("steps: ") and len(str(err)) <= 300, len(str(err))

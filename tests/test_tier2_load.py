@@ -234,7 +234,8 @@ def check_results(client, queued, tmp_path) -> list[str]:
             latent = safetensors.torch.load(client.view(entry["filename"], entry["subfolder"], entry["type"]))
             gap = float((latent["latent_tensor"].float() - trace[trace.steps[-1]].tensors["x0_hat"]).abs().max())
             if gap > 1e-4:
-                problems.append(f"{kind} seed {seed}: its trace does not end in its own final latent (max gap {gap:.3g})")
+                problems.append(f"{kind} seed {seed}: its trace does not end in its own final latent "
+                                f"(max gap {gap:.3g})")
         if "same_as" in checks:
             group, group_seed, save = checks["same_as"]
             trace = fetch_trace(client, history, save, tmp_path)

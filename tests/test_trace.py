@@ -245,3 +245,74 @@ def test_any_small_trace_round_trips_exactly(recs, sigmas):
     with tempfile.TemporaryDirectory() as folder:
         loaded = Trace.load(trace.save(Path(folder) / "t.safetensors"))
     assert_same_trace(loaded, trace)
+
+
+# ---- property: the round trip holds for every dtype, shape, name and metadata a trace may carry --
+
+import math  # noqa: E402
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int8, torch.int16, torch.int32,
+          torch.int64, torch.uint8, torch.bool]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**53, max_value=2**53) | st.text(max_size=12)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+
+
+@st.composite
+def any_tensor(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = draw(st.lists(st.integers(min_value=0, max_value=3), min_size=0, max_size=4))
+    gen = torch.Generator().manual_seed(draw(st.integers(min_value=0, max_value=2**31 - 1)))
+    values = torch.randn(shape, generator=gen) * 50
+    tensor = values > 0 if dtype == torch.bool else values.to(dtype)
+    if tensor.ndim >= 2 and draw(st.booleans()):
+        tensor = tensor.transpose(0, 1)  # not contiguous: save must still write what it means
+    return tensor
+
+
+@st.composite
+def any_records(draw):
+    steps = draw(st.lists(st.integers(min_value=-5, max_value=250_000), min_size=0, max_size=4, unique=True))
+    out = []
+    for step in steps:
+        chosen = draw(st.lists(st.one_of(names, st.text(min_size=1, max_size=10)), min_size=0, max_size=3,
+                              unique=True))
+        out.append(StepRecord(step,
+                              draw(st.one_of(st.floats(), st.sampled_from([math.nan, math.inf, 0.0, -0.0]))),
+                              draw(st.integers(min_value=0, max_value=9)),
+                              draw(st.one_of(st.sampled_from(["high", "low", "single"]), st.text(max_size=10))),
+                              {n: draw(any_tensor()) for n in chosen}))
+    return out
+
+
+def assert_same_trace_nan_safe(got: Trace, want: Trace) -> None:
+    assert got.meta == want.meta
+    assert got.steps == want.steps
+    for g, w in zip(got.records(), want.records()):
+        assert (g.step, g.stage, g.expert) == (w.step, w.stage, w.expert)
+        assert g.sigma == w.sigma or (math.isnan(g.sigma) and math.isnan(w.sigma))
+        assert sorted(g.tensors) == sorted(w.tensors)
+        for name in w.tensors:
+            assert same_tensor(g.tensors[name], w.tensors[name].contiguous()), (g.step, name)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(recs=any_records(), meta=st.dictionaries(st.text(max_size=10), json_values, max_size=5))
+def test_any_trace_round_trips_exactly(recs, meta):
+    """All dtypes safetensors stores, 0-d and empty tensors, non-contiguous ones, unicode names and
+    experts, NaN/inf/-0.0 σ, negative and six-digit steps, any JSON metadata, and the empty trace."""
+    trace = Trace(meta)
+    for r in recs:
+        trace.add(r)
+    with tempfile.TemporaryDirectory() as folder:
+        loaded = Trace.load(trace.save(Path(folder) / "t.safetensors"))
+    assert_same_trace_nan_safe(loaded, trace)
+
+
+def test_a_trace_survives_a_second_round_trip_unchanged(trace, tmp_path):
+    once = Trace.load(trace.save(tmp_path / "a.safetensors"))
+    twice_path = once.save(tmp_path / "b.safetensors")
+    assert_same_trace(Trace.load(twice_path), trace)
+    assert twice_path.read_bytes() == (tmp_path / "a.safetensors").read_bytes()

@@ -13,7 +13,8 @@ prompt (:func:`apply_to_prompt`) or to the graph in the browser (``tests/browser
   ``steps`` lists, ``injections``) are rescaled from the workflow's step count;
 - latent-frame indices and specs (noise at a frame) are rescaled to the tiny frame count;
 - layer specs that name blocks the tiny model lacks → ``all`` (the ensemble window → ``1-2``);
-- with ``fast=True``, CoS Decode Steps / Save Step Videos decode with latent2rgb instead of the VAE.
+- with ``fast=True``, CoS Decode Steps / Save Step Videos decode with latent2rgb instead of the VAE, and
+  a layer swap sweep covers two layers (:func:`fast_unlinks` also takes its VAE away).
 
 The text encoder cannot be tiny (COMFYUI_NOTES §8.1): swapping CLIPTextEncode for the stand-in
 ``CoSTinyTextEncode`` is a graph edit, done by :func:`tools.cos_run.tiny_rewrite` on API prompts and
@@ -135,10 +136,42 @@ def tiny_overrides(workflow: dict, object_info: dict, steps: int = TINY_STEPS, f
                 change[LAYER_SPECS[kind]] = f"1-{min(2, layers - 1)}" if kind == "CoSSeedEnsemble" else "all"
         if fast and kind in DECODERS and widgets.get("mode") == "vae":
             change["mode"] = "latent2rgb (fast)"
+        if fast and kind == "CoSLayerSwapSweep":
+            change["layers"] = f"1-{min(2, layers - 1)}"  # 2 + 2 trajectories
         change = {k: v for k, v in change.items() if widgets.get(k) != v}
         if change:
             out[node_id] = change
     return out
+
+
+def fast_unlinks(workflow: dict) -> list[tuple[str, str]]:
+    """Inputs to disconnect for a faster tiny run: ``(node id, input name)``. A layer swap sweep with a
+    VAE decodes every trajectory's whole video; without one it shows latent2rgb frames."""
+    out = []
+    for node in workflow.get("nodes", []):
+        if node.get("type") == "CoSLayerSwapSweep" and node.get("mode", 0) not in (MUTED, BYPASSED):
+            out += [(str(node["id"]), i["name"]) for i in node.get("inputs") or []
+                    if i.get("name") == "vae" and i.get("link") is not None]
+    return out
+
+
+MODEL_FILE = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf|sft)$", re.IGNORECASE)
+REMOVED_IN_TINY = ("CLIPLoader",)  # dropped by the text-encoder swap (tools.cos_run.tiny_rewrite)
+
+
+def tiny_blockers(workflow: dict, tiny_files: dict[str, str] | None = None) -> list[str]:
+    """Model files a workflow loads that have no tiny stand-in (``node id type: file``); [] when it can run tiny."""
+    if tiny_files is None:
+        from tools.tiny import TINY_FILES as tiny_files
+    missing = []
+    for node in workflow.get("nodes", []):
+        if node.get("mode", 0) in (MUTED, BYPASSED) or node.get("type") in REMOVED_IN_TINY:
+            continue
+        values = node.get("widgets_values") or []
+        for value in values.values() if isinstance(values, dict) else values:
+            if isinstance(value, str) and MODEL_FILE.search(value) and value not in tiny_files:
+                missing.append(f"node {node['id']} {node['type']}: {value}")
+    return missing
 
 
 def apply_to_prompt(prompt: dict, overrides: dict[str, dict[str, Any]]) -> list[str]:
@@ -155,5 +188,5 @@ def apply_to_prompt(prompt: dict, overrides: dict[str, dict[str, Any]]) -> list[
     return notes
 
 
-__all__ = ["tiny_overrides", "apply_to_prompt", "scale_spec", "widget_values", "TINY_SIZE", "TINY_FRAMES",
+__all__ = ["tiny_overrides", "tiny_blockers", "fast_unlinks", "apply_to_prompt", "scale_spec", "widget_values", "TINY_SIZE", "TINY_FRAMES",
            "TINY_STEPS", "TINY_LAYERS"]

@@ -12,7 +12,9 @@ entry's ``thumbnailNode`` (a list: the pictures side by side, or stacked when th
 first picture the run made) into ``workflows/<name>.jpg``:
 512×512, the picture fitted on the pack's dark background, with a line saying it comes from a tiny
 random-weight run (the pictures of such a run are noise; the thumbnail shows what the workflow
-draws, not what Wan2.2 makes). ``--check`` runs without writing.
+draws, not what Wan2.2 makes). ``--check`` runs without writing. A workflow whose model files have
+no tiny stand-in (:func:`tools.tiny_recipe.tiny_blockers`) is skipped with the list of those files
+(exit code 3).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from tools.comfy_server import REPO_ROOT, ComfyClient, ComfyServer, comfy_python, write_tiny_models
 from tools.cos_run import DEFAULT_CACHE, default_image, output_files, tiny_rewrite
-from tools.tiny_recipe import apply_to_prompt, tiny_overrides
+from tools.tiny_recipe import apply_to_prompt, tiny_blockers, tiny_overrides
 from tools.workflow_api import find_nodes, ui_to_api
 
 WORKFLOWS = REPO_ROOT / "workflows"
@@ -148,8 +150,14 @@ def main(argv: list[str] | None = None) -> int:
             client = ComfyClient(server.url)
         object_info = client.object_info()
         images = input_images(client, DEFAULT_CACHE / "thumbnail_inputs")
+        blocked = 0
         for entry in entries:
             workflow = json.loads((WORKFLOWS / f"{entry['name']}.json").read_text(encoding="utf-8"))
+            blockers = tiny_blockers(workflow)
+            if blockers:
+                blocked += 1
+                print(f"{entry['name']}: SKIPPED, no tiny stand-in for: {'; '.join(blockers)}", file=sys.stderr)
+                continue
             prompt = tiny_prompt(workflow, object_info, images)
             started = time.monotonic()
             history = client.run(prompt, timeout=1800)
@@ -166,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{c['node']} ({prompt[c['node']]['class_type']})" for c in chosen))
             if not args.check:
                 make_thumbnail(data).save(WORKFLOWS / f"{entry['name']}.jpg", quality=88)
-        return 0
+        return 3 if blocked else 0
     finally:
         if server is not None:
             server.stop()

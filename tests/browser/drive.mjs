@@ -3,8 +3,8 @@
 //   node tests/browser/drive.mjs CONFIG.json RESULT.json
 //
 // CONFIG (written by tests/test_tier3_browser.py): url, pack, shots (folder), chromium (path),
-// workflows [{name, overrides {nodeId: {widget: value}}, outputs [{nodeId, nodeType, mediaType}],
-// nodeCount}], subgraph {workflow, wrap [nodeIds]}, help [node ids], docs [node ids], timeoutMs.
+// workflows [{name, overrides {nodeId: {widget: value}}, unlink [[nodeId, input]], outputs [{nodeId,
+// nodeType, mediaType}], nodeCount}], subgraph {workflow, wrap [nodeIds]}, help [node ids], docs [node ids], timeoutMs.
 // For every workflow: open it from the Templates browser (clicking through the dialog), make it tiny in
 // the page (widget values; CLIPTextEncode → CoSTinyTextEncode, CLIPLoader removed), press Run, wait
 // for the prompt to finish, check the outputs on the output nodes, take screenshots, and exercise the
@@ -118,11 +118,17 @@ async function listTemplates(page) {
 
 // --- tiny rewrite, run, outputs ------------------------------------------------------------------
 
-async function makeTiny(page, overrides) {
-  return page.evaluate((overrides) => {
+async function makeTiny(page, overrides, unlink = []) {
+  return page.evaluate(({ overrides, unlink }) => {
     const g = window.app.graph;
     const LG = window.LiteGraph;
     const changed = [];
+    for (const [id, name] of unlink) {
+      const node = g.getNodeById(Number(id));
+      const slot = node.inputs.findIndex((i) => i.name === name);
+      node.disconnectInput(slot);
+      changed.push(`${id}.${name} disconnected`);
+    }
     for (const [id, change] of Object.entries(overrides)) {
       const node = g.getNodeById(Number(id));
       if (!node) throw new Error(`node ${id} is not in the graph`);
@@ -155,7 +161,7 @@ async function makeTiny(page, overrides) {
     }
     g.setDirtyCanvas(true, true);
     return changed;
-  }, overrides);
+  }, { overrides, unlink });
 }
 
 async function runGraph(page, timeoutMs) {
@@ -325,7 +331,7 @@ async function runWorkflow(page, wf, index) {
   result.workflows[wf.name] = res;
   await openTemplate(page, wf.name, wf.nodeCount);
   res.openedFromTemplates = true;
-  res.tiny = await makeTiny(page, wf.overrides);
+  res.tiny = await makeTiny(page, wf.overrides, wf.unlink);
   Object.assign(res, await runGraph(page, config.timeoutMs));
   res.outputs = await checkOutputs(page, wf.outputs);
   await fitView(page);
@@ -351,7 +357,7 @@ async function runWorkflow(page, wf, index) {
 async function subgraphCheck(page, spec) {
   const wf = config.workflows.find((w) => w.name === spec.workflow);
   await openTemplate(page, wf.name, wf.nodeCount);
-  await makeTiny(page, wf.overrides);
+  await makeTiny(page, wf.overrides, wf.unlink);
   const wrapped = await page.evaluate(async (ids) => {
     const app = window.app;
     const nodes = ids.map((id) => app.graph.getNodeById(id));

@@ -32,7 +32,8 @@ _real_fsync = os.fsync
 def _pack_modules(suffix: str):
     """The pack's loaded modules whose dotted name ends with ``suffix`` (ComfyUI names the pack's
     package after its folder, so the prefix is not known here)."""
-    return [m for name, m in list(sys.modules.items()) if m is not None and (name == suffix or name.endswith("." + suffix))]
+    return [m for name, m in list(sys.modules.items())
+            if m is not None and (name == suffix or name.endswith("." + suffix))]
 
 
 def _pack_object_counts() -> dict[str, int]:
