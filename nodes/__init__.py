@@ -12,12 +12,14 @@ from .probe import CoSLayerProbe
 from .resume import CoSResume
 from .sampler import CoSSampler
 from .swap import CoSLayerSwapSweep
+from .toy import TOY_NODES
 from .trace_io import CoSLoadTrace, CoSSaveTrace
 from .videos import CoSSaveStepVideos
 
 NODES: list[type[io.ComfyNode]] = [
     CoSSampler, CoSResume, CoSCaptureX0, CoSLayerProbe, CoSNoiseInjection, CoSInformationFlow, CoSSeedEnsemble,
     CoSLayerSwapSweep, CoSDecodeSteps, CoSEnergyMaps, CoSConvergence, CoSSaveStepVideos, CoSSaveTrace, CoSLoadTrace,
+    *TOY_NODES,
 ]
 
 

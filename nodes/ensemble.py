@@ -23,7 +23,7 @@ from comfy_api.latest import io
 from ..cos_core.clock import StageClock
 from ..cos_core.ensemble import MERGES, member_seeds, primary_cost, pull_to_mean
 from ..cos_core.steps import SpecError, parse_spec, spec_ranges
-from .adapters import Adapter, cfg_halves, check_expert_pair, nest, require_flow_model, split_streams
+from .adapters import Adapter, call_sigma, cfg_halves, check_expert_pair, nest, require_flow_model, split_streams
 from .noise import SegmentedSampler
 from .recorder import StepSelection
 
@@ -64,7 +64,7 @@ class EnsembleState:
         def replace(args, extra):
             out = extra["original_block"](args)
             options = args["transformer_options"]
-            step = self.clock.step_of(float(options["sigmas"][0]))
+            step = self.clock.step_of(call_sigma(options))
             if step is None or not self.steps.may_need(step) or self.alpha == 0.0 or self.members == 1:
                 return out
             merged = self._merge(layer, self.adapter.video_hidden(out), options)

@@ -20,7 +20,7 @@ from comfy_api.latest import io
 from ..cos_core.energy import token_energy
 from ..cos_core.pca import fit_basis, project_rgb
 from ..cos_core.steps import SpecError, parse_spec, spec_ranges
-from .adapters import Adapter, cfg_halves, check_expert_pair, require_flow_model
+from .adapters import Adapter, call_sigma, cfg_halves, check_expert_pair, require_flow_model
 from .recorder import StepSelection, TraceHandle
 from .types import CosTrace
 
@@ -53,7 +53,7 @@ class ProbeState:
 
     def observe(self, layer: int, out: dict, transformer_options: dict) -> None:
         """Reduce one block output; called inside the sampler, must stay cheap."""
-        sigma = float(transformer_options["sigmas"][0])
+        sigma = call_sigma(transformer_options)
         step = self.handle.step_of(sigma)
         if step is None or not self.handle.selection.may_need(step):
             return

@@ -24,7 +24,7 @@ from ..cos_core.render import pil_to_tensor
 from ..cos_core.steps import SpecError, parse_spec, spec_ranges
 from ..cos_core.swap_plots import swap_figure
 from ..cos_core.trace import Trace
-from .adapters import Adapter, adapter_for, cfg_halves
+from .adapters import Adapter, adapter_for, call_sigma, cfg_halves
 from .decode import StepDecoder
 from .probe import ProbeState, patch_for_probe
 from .recorder import StepSelection, TraceHandle, X0Recorder
@@ -46,7 +46,7 @@ class SwapState:
         def replace(args, extra):
             out = extra["original_block"](args)
             options = args["transformer_options"]
-            if self.clock.step_of(float(options["sigmas"][0])) != self.step:
+            if self.clock.step_of(call_sigma(options)) != self.step:
                 return out
             return self.adapter.with_video(out, self.swapped(self.adapter.video_hidden(out), options))
 

@@ -6,7 +6,7 @@ import torch
 
 pytestmark = [pytest.mark.comfy, pytest.mark.usefixtures("pack")]
 
-N, STEPS = 8, 8
+N, STEPS = 6, 6
 HELD_OUT = range(500, 500 + N)        # training instances use seeds >= 1 000 000
 
 
@@ -84,5 +84,5 @@ def test_toy_model_solves_held_out_dot_tasks_and_random_weights_do_not(toy_model
         comfy.sd.load_diffusion_model_state_dict(wan_state_dict(7, in_dim=36, num_layers=30)), 5.0)[0]
     chance, _ = success_rate(random_model, "dot", HELD_OUT)
     assert trace.steps == [0, STEPS - 1]
-    assert trained >= 0.6, f"trained toy model solved {trained:.0%} of {N} held-out dot tasks"
-    assert chance <= 0.2 and trained - chance >= 0.5
+    assert trained >= 0.5, f"trained toy model solved {trained:.0%} of {N} held-out dot tasks"
+    assert chance <= 0.2 and trained - chance >= 0.4

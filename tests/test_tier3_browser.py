@@ -135,7 +135,7 @@ def build_config(url: str, object_info: dict, shots: Path) -> dict:
         workflows.append({"name": entry["name"], "overrides": overrides, "outputs": entry["io"]["outputs"],
                           "unlink": fast_unlinks(workflow), "nodeCount": len(workflow["nodes"])})
     return {"url": url, "pack": pack_name(object_info), "shots": str(shots), "chromium": chromium_path(),
-            "workflows": workflows, "timeoutMs": 240000, "help": HELP_NODES, "docs": pack_node_ids(object_info),
+            "workflows": workflows, "listed": [t["name"] for t in index_templates()], "timeoutMs": 240000, "help": HELP_NODES, "docs": pack_node_ids(object_info),
             "subgraph": {"workflow": "wan22_i2v_chain_of_steps", "wrap": [11, 15]}}
 
 

@@ -14,7 +14,8 @@ prompt (:func:`apply_to_prompt`) or to the graph in the browser (``tests/browser
 - latent-frame indices and specs (noise at a frame) are rescaled to the tiny frame count;
 - layer specs that name blocks the tiny model lacks → ``all`` (the ensemble window → ``1-2``);
 - with ``fast=True``, CoS Decode Steps / Save Step Videos decode with latent2rgb instead of the VAE, and
-  a layer swap sweep covers two layers (:func:`fast_unlinks` also takes its VAE away).
+  an information-flow sweep in step mode injects at three steps, a layer swap sweep covers two layers
+  (:func:`fast_unlinks` also takes its VAE away).
 
 The text encoder cannot be tiny (COMFYUI_NOTES §8.1): swapping CLIPTextEncode for the stand-in
 ``CoSTinyTextEncode`` is a graph edit, done by :func:`tools.cos_run.tiny_rewrite` on API prompts and
@@ -136,6 +137,8 @@ def tiny_overrides(workflow: dict, object_info: dict, steps: int = TINY_STEPS, f
                 change[LAYER_SPECS[kind]] = f"1-{min(2, layers - 1)}" if kind == "CoSSeedEnsemble" else "all"
         if fast and kind in DECODERS and widgets.get("mode") == "vae":
             change["mode"] = "latent2rgb (fast)"
+        if fast and kind == "CoSInformationFlow" and widgets.get("mode") == "step":
+            change["injections"] = f"0,{steps // 2},{steps - 1}"  # 1 + 3 trajectories
         if fast and kind == "CoSLayerSwapSweep":
             change["layers"] = f"1-{min(2, layers - 1)}"  # 2 + 2 trajectories
         change = {k: v for k, v in change.items() if widgets.get(k) != v}

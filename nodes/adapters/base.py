@@ -110,6 +110,18 @@ class Adapter:
         return f"{self.family} has {self.num_blocks(model)} blocks (0-{self.num_blocks(model) - 1})"
 
 
+def call_sigma(transformer_options: dict) -> float:
+    """σ of the current model call, read once per call: the blocks of one call share the same
+    ``transformer_options`` dict, so the GPU→CPU sync of ``float(sigmas[0])`` happens once, not
+    once per hooked block (measured on an H100: ~0.7 ms per block call at 9,360 tokens)."""
+    cached = transformer_options.get("cos_call_sigma")
+    sigmas = transformer_options["sigmas"]
+    if cached is None or cached[0] is not sigmas:
+        cached = (sigmas, float(sigmas[0]))
+        transformer_options["cos_call_sigma"] = cached
+    return cached[1]
+
+
 CFG_HALF_NAMES = {0: "cond", 1: "uncond"}
 
 

@@ -81,12 +81,15 @@ async function start() {
 // --- Templates browser ---------------------------------------------------------------------------
 
 async function openTemplatesDialog(page) {
-  const dialog = page.getByRole("dialog");
-  if (!(await dialog.count()) || !(await dialog.first().isVisible())) {
-    await page.getByRole("button", { name: "Templates", exact: true }).click();
+  // A fresh server opens the dialog by itself, a little after the page loads; else the side bar's button.
+  const dialog = page.getByRole("dialog").filter({ hasText: "Templates" }).first();
+  for (let i = 0; i < 30; i++) {
+    if (await dialog.isVisible().catch(() => false)) return dialog;
+    await page.getByRole("button", { name: "Templates", exact: true }).click({ timeout: 1500 }).catch(() => {});
+    await settle(page, 500);
   }
-  await dialog.first().waitFor({ state: "visible", timeout: 20000 });
-  return dialog.first();
+  await dialog.waitFor({ state: "visible", timeout: 5000 });
+  return dialog;
 }
 
 async function openTemplate(page, name, nodeCount) {
@@ -107,7 +110,7 @@ async function listTemplates(page) {
   await settle(page, 1500);
   const names = await dialog.evaluate((root, wanted) => wanted.filter((n) =>
     [...root.querySelectorAll("*")].some((e) => e.childElementCount === 0 && e.textContent.trim() === n)),
-  config.workflows.map((w) => w.name).concat(["index"]));
+  (config.listed ?? config.workflows.map((w) => w.name)).concat(["index"]));
   // card thumbnails (the frontend may show them through blob: URLs of its media cache)
   const thumbs = await dialog.evaluate((root) => [...root.querySelectorAll("img")]
     .map((i) => ({ src: i.src.slice(0, 120), ok: i.complete && i.naturalWidth > 0, alt: i.alt })));

@@ -4,6 +4,7 @@ Writes ``web/docs/img/toy_*.png`` and ``tools/toy/weights/evidence.json`` (numbe
 Run in ComfyUI's Python with ``COMFYUI_PATH`` set:  python tools/toy/evidence.py [--n 24] [--only A,B,...]
 A: x̂0 grids over steps   B: noise at step vs at frame   C: information-flow heatmap
 D: layer energy           E: seed ensemble vs baseline     T: training curve
+N: plot of tools/toy/gpu_eval.py's many-instance numbers (noise at step vs at frame)
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ class Toy:
         extra = {"concat_latent_image": torch.cat([p[0][1]["concat_latent_image"] for p, _, _ in ins]),
                  "concat_mask": ins[0][0][0][1]["concat_mask"]}
         cond = [[ctx, extra]]
-        lat = {"samples": torch.cat([l["samples"] for _, _, l in ins])}
+        lat = {"samples": torch.cat([lat["samples"] for _, _, lat in ins])}
         return cond, cond, lat
 
     def sample(self, pos, neg, lat, seed, model=None, **kw):
@@ -219,6 +220,35 @@ def stage_t(out: dict):
     out["training"] = {"loss": loss, "eval": evals, "runs": info["runs"]}
 
 
+def stage_n(out: dict):
+    """Plot tools/toy/weights/evidence_gpu.json (from tools/toy/gpu_eval.py): success vs injection point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads((ROOT / "tools" / "toy" / "weights" / "evidence_gpu.json").read_text())
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4), dpi=100, sharey=True)
+    for name in ("dot", "maze3", "maze4"):
+        res = data[name]
+        for a, mode, count in ((ax[0], "step", 10), (ax[1], "frame", 5)):
+            ys = [res[f"{mode} {i}"]["success"] for i in range(count)]
+            lo = [res[f"{mode} {i}"]["ci95"][0] for i in range(count)]
+            hi = [res[f"{mode} {i}"]["ci95"][1] for i in range(count)]
+            line, = a.plot(range(count), ys, marker="o", label=f"{name} (clean {res['clean']['success']:.2f})")
+            a.fill_between(range(count), lo, hi, color=line.get_color(), alpha=0.2)
+            a.axhline(res["clean"]["success"], color=line.get_color(), ls=":", lw=1)
+    ax[0].set_title("noise at step s (all frames), n=192 each")
+    ax[0].set_xlabel("step s (0 = noisiest, 10 steps)")
+    ax[1].set_title("noise at latent frame f (every step)")
+    ax[1].set_xlabel("latent frame f")
+    ax[0].set_ylabel("success (95% Wilson CI)")
+    ax[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(IMG / "toy_noise_step_vs_frame.png")
+    print("wrote toy_noise_step_vs_frame.png", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=24)
@@ -234,7 +264,9 @@ def main():
     todo = a.only.split(",")
     if "T" in todo:
         stage_t(out)
-    if set(todo) - {"T"}:
+    if "N" in todo:
+        stage_n(out)
+    if set(todo) - {"T", "N"}:
         setup()
         t = Toy()
     for key, fn in (("A", lambda: stage_a(t, out)), ("D", lambda: stage_d(t, out)), ("C", lambda: stage_c(t, out)),
