@@ -33,6 +33,17 @@ def _hint(name: str, count: int) -> str:
             f"write 'all', a list like '0,{min(10, last)}' or ranges like '0-{min(19, last)}'")
 
 
+def check_index(value: int, count: int, name: str) -> int:
+    """``value`` if it picks one of ``count`` items (0..count-1), e.g. a batch item.
+
+    Raises:
+        SpecError: naming ``name`` and the valid range, if it does not.
+    """
+    if not 0 <= value < count:
+        raise SpecError(f"{name}: {value} is outside 0..{count - 1}")
+    return value
+
+
 def parse_spec(spec: str, count: int, name: str = "steps") -> list[int]:
     """Parse a step or layer spec into sorted unique indices.
 

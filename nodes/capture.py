@@ -55,12 +55,20 @@ class CoSCaptureX0(io.ComfyNode):
             ],
             outputs=[
                 io.Model.Output(display_name="model", tooltip="Patched copy of 'model': feed it to the sampler."),
-                io.Model.Output(display_name="model_low", tooltip="Patched copy of 'model_low' (when connected)."),
+                io.Model.Output(display_name="model_low", tooltip="Patched copy of 'model_low', or of 'model' when "
+                                "model_low is not connected (for a two-stage graph of one model)."),
                 CosTrace.Output(display_name="trace", tooltip="Filled while sampling. Consumers need the "
                                 "sampler's LATENT on their 'after' input so they run after it."),
             ],
             not_idempotent=True,
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, **_inputs):
+        """Always re-run (NaN never equals itself), and so does the sampler below: the trace handle is
+        filled while that sampler runs, so a cached sampler result would leave it holding another
+        prompt's steps (seen with --cache-lru)."""
+        return float("nan")
 
     @classmethod
     def validate_inputs(cls, capture_steps=None):
@@ -80,5 +88,7 @@ class CoSCaptureX0(io.ComfyNode):
         handle = TraceHandle(StepSelection(capture_steps))
         two = model_low is not None
         high = patch_for_capture(model, handle, "high" if two else "single")
-        low = patch_for_capture(model_low, handle, "low") if two else None
+        # without model_low, the second output is another patched copy of 'model', so a two-stage
+        # graph of one model (both KSamplerAdvanced on it) records every step in one trace
+        low = patch_for_capture(model_low, handle, "low") if two else patch_for_capture(model, handle, "single")
         return io.NodeOutput(high, low, handle)

@@ -8,6 +8,7 @@ from comfy_api.latest import io, ui
 
 from ..cos_core.convergence import DEFAULT_THRESHOLD, convergence_figure, distances, settle_step
 from ..cos_core.render import pil_to_tensor
+from ..cos_core.steps import check_index
 from .recorder import as_trace
 from .types import CosTrace
 
@@ -57,9 +58,7 @@ class CoSConvergence(io.ComfyNode):
             raise ValueError(f"trace: needs x̂0 of consecutive steps (capture_steps 'all'); it has {steps}")
         if total and steps[-1] != total - 1:
             raise ValueError(f"trace: the last step {total - 1} was not captured, so there is no final x̂0")
-        batch = min(trace[s].tensors["x0_hat"].shape[0] for s in steps)
-        if batch_index >= batch:
-            raise ValueError(f"batch_index: {batch_index} is outside 0..{batch - 1}")
+        check_index(batch_index, min(trace[s].tensors["x0_hat"].shape[0] for s in steps), "batch_index")
         x0 = torch.stack([trace[s].tensors["x0_hat"][batch_index] for s in steps])
         dist = distances(x0, grid)
         settle = steps[0] + settle_step(dist["to_final"], threshold)

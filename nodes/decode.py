@@ -14,7 +14,7 @@ from PIL import Image
 from ..cos_core.audio import audio_steps_figure, latent_map, spectrogram
 from ..cos_core.latent_rgb import latent_to_rgb, pick_frames
 from ..cos_core.render import pil_to_tensor, step_grid
-from ..cos_core.steps import SpecError, parse_spec, spec_ranges
+from ..cos_core.steps import SpecError, check_index, parse_spec, spec_ranges
 from ..cos_core.trace import Trace
 from .adapters import LatentInfo
 from .recorder import as_trace
@@ -165,9 +165,7 @@ def render_audio(trace: Trace, steps: list[int], batch_index: int, audio_vae=Non
     if not have:
         raise ValueError("layout: the trace holds no audio x̂0; the audio layout needs an LTX-2 audio-video run "
                          "(LTXVConcatAVLatent), not a video-only model such as Wan or LTXV")
-    batch = trace[have[0]].tensors["x0_hat_audio"].shape[0]
-    if batch_index >= batch:
-        raise ValueError(f"batch_index: {batch_index} is outside 0..{batch - 1}")
+    check_index(batch_index, trace[have[0]].tensors["x0_hat_audio"].shape[0], "batch_index")
     labels = [step_label(trace, s) for s in have]
     total = trace.meta.get("total_steps", "?")
     if audio_vae is None:
@@ -196,6 +194,9 @@ def select_steps(trace: Trace, spec: str) -> list[int]:
     total = int(trace.meta.get("total_steps") or (max(trace.steps) + 1 if len(trace) else 0))
     if not len(trace):
         raise ValueError("trace: it holds no steps; check capture_steps")
+    if not any("x0_hat" in trace[s].tensors for s in trace.steps):
+        raise ValueError("trace: it holds no x̂0 (a CoS Layer Probe trace?); decode a trace of CoS Sampler, "
+                         "CoS Capture x̂0 or CoS Load Trace, and draw probe traces with CoS Energy Maps")
     wanted = parse_spec(spec, total, name="steps")
     chosen = [s for s in wanted if s in trace and "x0_hat" in trace[s].tensors]
     if not chosen:
@@ -268,9 +269,7 @@ class CoSDecodeSteps(io.ComfyNode):
         decoder = StepDecoder(trace, mode, vae)
         if layout == LAYOUTS[0]:
             chosen = select_steps(trace, steps)
-            batch = trace[chosen[0]].tensors["x0_hat"].shape[0]
-            if batch_index >= batch:
-                raise ValueError(f"batch_index: {batch_index} is outside 0..{batch - 1}")
+            check_index(batch_index, trace[chosen[0]].tensors["x0_hat"].shape[0], "batch_index")
             decoded = grid_rows(trace, decoder, chosen, frames, batch_index)
             image = pil_to_tensor(render_grid(trace, decoder, chosen, frames, batch_index, decoded))
             preview = ui.PreviewImage(image, cls=cls).as_dict()
@@ -280,5 +279,6 @@ class CoSDecodeSteps(io.ComfyNode):
             image = pil_to_tensor(render_batch(trace, decoder, recorded_step(trace, step), frames))
             return io.NodeOutput(image, ui=ui.PreviewImage(image, cls=cls))
         (one,) = select_steps(trace, str(step))
-        image = decoder.decode(trace[one].tensors["x0_hat"][batch_index])
+        x0 = trace[one].tensors["x0_hat"]
+        image = decoder.decode(x0[check_index(batch_index, x0.shape[0], "batch_index")])
         return io.NodeOutput(image)

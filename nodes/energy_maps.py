@@ -7,7 +7,7 @@ from ..cos_core import energy_plots
 from ..cos_core.energy import frame_profile
 from ..cos_core.latent_rgb import pick_frames
 from ..cos_core.render import pil_to_tensor
-from ..cos_core.steps import SpecError, parse_spec, spec_ranges
+from ..cos_core.steps import SpecError, check_index, parse_spec, spec_ranges
 from ..cos_core.trace import Trace
 from .recorder import as_trace
 from .types import CosTrace
@@ -17,11 +17,24 @@ VIEWS = ["energy grid (layers × frames)", "PCA grid (layers × frames)", "tempo
 NORMS = ["global", "per layer"]
 
 
+def half_not_run(trace: Trace, halves) -> str | None:
+    """Why a probe trace lacks the CFG ``halves`` (e.g. cfg = 1 runs the cond half only), or None."""
+    ran = trace.meta.get("cfg_halves_run")
+    if not ran or set(halves) & set(ran):
+        return None
+    return (f"cfg_half: {'/'.join(halves)} was asked for, but the sampler ran only the {'/'.join(ran)} half "
+            "(with cfg = 1 ComfyUI skips the negative prompt); set cfg_half to 'cond' in CoS Layer Probe and "
+            "here, or sample with cfg above 1")
+
+
 def probed_layers(trace: Trace, kind: str, half: str, spec: str) -> list[int]:
     """Layers picked by ``spec`` among those the trace holds ``kind`` maps of, for CFG ``half``."""
     layers = [int(layer) for layer in trace.meta.get("layers", [])]
     have = [layer for layer in layers if any(f"{kind}/L{layer:02d}/{half}" in r.tensors for r in trace.records())]
     if not have:
+        reason = half_not_run(trace, [half])
+        if reason:
+            raise ValueError(reason)
         raise ValueError(f"trace: no {kind} maps for the {half} half; turn '{kind}' on in CoS Layer Probe "
                          f"(and check its cfg_half)")
     wanted = set(parse_spec(spec, max(layers) + 1, name="layers"))
@@ -93,7 +106,8 @@ class CoSEnergyMaps(io.ComfyNode):
                 after=None) -> io.NodeOutput:
         trace = as_trace(trace)
         if not len(trace):
-            raise ValueError("trace: it holds no probed steps; check the probe's 'steps'")
+            reason = half_not_run(trace, trace.meta.get("probe", {}).get("halves", ()))
+            raise ValueError(reason or "trace: it holds no probed steps; check the probe's 'steps'")
         image, viewer = render_with_viewer(trace, view, step, layers, normalise, frames, cfg_half, batch_index)
         tensor = pil_to_tensor(image)
         preview = ui.PreviewImage(tensor, cls=cls).as_dict()
@@ -131,6 +145,8 @@ def render_with_viewer(trace: Trace, view: str, step: int, layers: str, norm: st
     """The picture, and for the grid views the energy viewer's payload (None for the curves)."""
     kind = "pca" if view == VIEWS[1] else "energy"
     chosen = probed_layers(trace, kind, half, layers)
+    first = next(r for r in trace.records() if f"{kind}/L{chosen[0]:02d}/{half}" in r.tensors)
+    check_index(batch, first.tensors[f"{kind}/L{chosen[0]:02d}/{half}"].shape[0], "batch_index")
     if view == VIEWS[3]:
         steps = [s for s in trace.steps if f"energy/L{chosen[0]:02d}/{half}" in trace[s].tensors]
         means = {layer: [float(trace[s].tensors[f"energy/L{layer:02d}/{half}"][batch].mean()) for s in steps]

@@ -94,6 +94,8 @@ class EnsembleState:
     def outer_sample(self):
         def wrapper(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
             self.clock.begin([float(s) for s in sigmas])
+            if float(sigmas[-1]) == 0.0:  # this stage ends the run: its length is known now
+                self.steps.resolve(self.clock.total_steps)  # SpecError names 'steps' if past the end
             self.window_sum.clear()
             return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
 
@@ -163,7 +165,8 @@ class CoSSeedEnsemble(io.ComfyNode):
             ],
             outputs=[
                 io.Model.Output(display_name="model"),
-                io.Model.Output(display_name="model_low"),
+                io.Model.Output(display_name="model_low", tooltip="Patched copy of 'model_low', or of 'model' when "
+                                "model_low is not connected."),
                 io.Latent.Output(display_name="latent", tooltip="The latent repeated for the K members."),
                 io.Noise.Output(display_name="noise", tooltip="Member k's noise is exactly what its seed alone gives."),
                 io.Sampler.Output(display_name="sampler", tooltip="Drops members 1..K-1 after the last ensemble step "
@@ -204,9 +207,7 @@ class CoSSeedEnsemble(io.ComfyNode):
         seed_list = member_seeds(seed, members, seeds)
         state = EnsembleState(adapter, members, chosen_steps, window, alpha, merge)
         high = patch_for_ensemble(model, state)
-        low = None
-        if model_low is not None:
-            low = patch_for_ensemble(model_low, state)
+        low = patch_for_ensemble(model_low if model_low is not None else model, state)
         base = sampler if sampler is not None else comfy.samplers.sampler_object("euler")
         last_step = max(b for _, b in spec_ranges(steps, "steps"))
         keep = last_step if continue_with == "primary" and members > 1 else None

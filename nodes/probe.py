@@ -20,7 +20,7 @@ from comfy_api.latest import io
 from ..cos_core.energy import token_energy
 from ..cos_core.pca import fit_basis, project_rgb
 from ..cos_core.steps import SpecError, parse_spec, spec_ranges
-from .adapters import Adapter, call_sigma, cfg_halves, check_expert_pair, require_flow_model
+from .adapters import CFG_HALF_NAMES, Adapter, call_sigma, cfg_halves, check_expert_pair, require_flow_model
 from .recorder import StepSelection, TraceHandle
 from .types import CosTrace
 
@@ -44,8 +44,10 @@ class ProbeState:
         self.pending_meta: dict[int, tuple[float, int, str]] = {}
         self.raw_bytes = 0
         self.evaluations = 0
+        self.chunks_run: set[int] = set()  # CFG chunks the sampler evaluated (0 cond, 1 uncond)
 
     def reset(self):
+        self.chunks_run.clear()
         self.bases.clear()
         self.pending.clear()
         self.pending_meta.clear()
@@ -53,6 +55,7 @@ class ProbeState:
 
     def observe(self, layer: int, out: dict, transformer_options: dict) -> None:
         """Reduce one block output; called inside the sampler, must stay cheap."""
+        self.chunks_run.update(transformer_options.get("cond_or_uncond") or (0,))
         sigma = call_sigma(transformer_options)
         step = self.handle.step_of(sigma)
         if step is None or not self.handle.selection.may_need(step):
@@ -87,7 +90,7 @@ class ProbeState:
         if key not in self.pending and self.raw_bytes + size > self.raw_cap:
             raise MemoryError(
                 f"raw_cap_mib: keeping raw states of {name} at step {step} would take "
-                f"{(self.raw_bytes + size) / 2**20:.0f} MiB, over the cap of {self.raw_cap / 2**20:.0f} MiB; "
+                f"{(self.raw_bytes + size) / 2**20:.4g} MiB, over the cap of {self.raw_cap / 2**20:.4g} MiB; "
                 "probe fewer layers or steps, raise the cap, or use energy/PCA instead")
         self.raw_bytes += 0 if key in self.pending else size
         self.pending[key] = tokens.detach().clone().reshape(tokens.shape[0], *grid, tokens.shape[-1])
@@ -121,6 +124,8 @@ class ProbeState:
                 self.pending_meta.clear()
                 raise
             self.flush()
+            ran = sorted(self.chunks_run)
+            self.handle.trace.meta["cfg_halves_run"] = [CFG_HALF_NAMES.get(c, f"cond{c}") for c in ran]
             return result
 
         return wrapper
@@ -179,12 +184,20 @@ class CoSLayerProbe(io.ComfyNode):
             ],
             outputs=[
                 io.Model.Output(display_name="model", tooltip="Probed copy of 'model'."),
-                io.Model.Output(display_name="model_low", tooltip="Probed copy of 'model_low' (when connected)."),
+                io.Model.Output(display_name="model_low", tooltip="Probed copy of 'model_low', or of 'model' when "
+                                "model_low is not connected (for a two-stage graph of one model)."),
                 CosTrace.Output(display_name="trace", tooltip="Filled while sampling; feed it to CoS Energy Maps "
                                 "together with the sampler's LATENT on 'after'."),
             ],
             not_idempotent=True,
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, **_inputs):
+        """Always re-run (NaN never equals itself), and so does the sampler below: the trace handle is
+        filled while that sampler runs, so a cached sampler result would leave it holding another
+        prompt's steps (seen with --cache-lru)."""
+        return float("nan")
 
     @classmethod
     def validate_inputs(cls, layers=None, steps=None, cfg_half=None, pca_basis=None, raw_cap_mib=None):
@@ -220,5 +233,6 @@ class CoSLayerProbe(io.ComfyNode):
         state.temporal_stride = adapter.latent_info(model).temporal_stride
         two = model_low is not None
         high = patch_for_probe(model, state, chosen, "high" if two else "single")
-        low = patch_for_probe(model_low, state, chosen, "low") if two else None
+        # without model_low, the second output is another probed copy of 'model' (a two-stage graph of one model)
+        low = patch_for_probe(model_low if two else model, state, chosen, "low" if two else "single")
         return io.NodeOutput(high, low, handle)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
+from ..cos_core.steps import check_index
 from ..cos_core.trace import StepRecord, Trace
 from .adapters import nest, split_streams
 from .live_preview import LivePreview
@@ -129,8 +130,7 @@ class CoSResume(io.ComfyNode):
         streams = [record.tensors[k] for k in ("latent", "latent_audio") if k in record.tensors]
         x = record.tensors.get("x")
         if pick >= 0:
-            if pick >= streams[0].shape[0]:
-                raise ValueError(f"pick: {pick} is outside 0..{streams[0].shape[0] - 1}")
+            check_index(pick, streams[0].shape[0], "pick")
             streams = [t[pick:pick + 1] for t in streams]
             x = x[pick:pick + 1] if x is not None else None
         batch = streams[0].shape[0]

@@ -149,6 +149,21 @@ def test_node_errors_are_readable():
     assert "capture_steps" in str(PromptRejected(body))
 
 
+def test_a_prompt_accepted_with_node_errors_is_refused(monkeypatch):
+    """ComfyUI answers 200 and queues a prompt without its invalid outputs; the client must not take that
+    for success."""
+    from tools.comfy_server import ComfyClient
+
+    client = ComfyClient("http://127.0.0.1:1")
+    answer = {"prompt_id": "p1", "number": 0, "node_errors": {"11": {"class_type": "CoSSampler", "errors": [
+        {"type": "custom_validation_failed", "message": "bad", "details": "capture_steps: '0-99' is out"}]}}}
+    monkeypatch.setattr(client, "request", lambda path, body=None, **_: answer)
+    with pytest.raises(PromptRejected, match="capture_steps"):
+        client.queue({"11": {"class_type": "CoSSampler", "inputs": {}}})
+    monkeypatch.setattr(client, "request", lambda path, body=None, **_: {"prompt_id": "p2", "node_errors": {}})
+    assert client.queue({}) == "p2"
+
+
 def test_extra_model_paths_yaml_quotes_paths():
     text = _to_yaml({"a": {"custom_nodes": "/tmp/x y/custom_nodes"}})
     assert text == 'a:\n    custom_nodes: "/tmp/x y/custom_nodes"\n'

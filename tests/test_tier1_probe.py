@@ -1,6 +1,7 @@
 """Tier 1: CoS Layer Probe on tiny random-weight Wan experts (in process)."""
 from __future__ import annotations
 
+import re
 import types
 
 import pytest
@@ -88,8 +89,10 @@ def test_raw_states_refuse_past_the_cap_and_leave_nothing_behind(tiny, i2v_input
     high, low, handle = probe(tiny, raw_states=True, raw_cap_mib=1, layers="all")
     big = dict(i2v_inputs.__dict__)
     big["latent"] = {"samples": torch.zeros(1, 16, 3, 32, 32)}  # 3×16×16 tokens × 128 × 4 B = 0.4 MiB per layer
-    with pytest.raises(MemoryError, match="raw_cap_mib"):
+    with pytest.raises(MemoryError, match="raw_cap_mib") as caught:
         sample(tiny, types.SimpleNamespace(**big), high, low)
+    taken, cap = (float(v) for v in re.findall(r"([\d.]+) MiB", str(caught.value)))
+    assert cap == 1 and 1 < taken <= 1.5  # shown unrounded: not "1 MiB, over the cap of 1 MiB"
     assert not tiny.high.model_options.get("transformer_options", {}).get("patches_replace")
     # the same patched models then run cleanly with small inputs and give the unprobed result
     high2, low2, _ = probe(tiny)

@@ -375,7 +375,8 @@ class ComfyClient:
         return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
 
     def queue(self, prompt: dict, targets: list[str] | None = None, extra_data: dict | None = None) -> str:
-        """``POST /prompt``; returns the prompt id. Raises :class:`PromptRejected` on HTTP 400."""
+        """``POST /prompt``; returns the prompt id. Raises :class:`PromptRejected` on HTTP 400 and on a
+        prompt ComfyUI accepted with ``node_errors`` (some of its outputs would not run)."""
         body = {"prompt": prompt, "client_id": self.client_id}
         if targets:
             body["partial_execution_targets"] = list(targets)
@@ -392,6 +393,9 @@ class ComfyClient:
             if err.code == 400:
                 raise PromptRejected(payload, prompt) from None
             raise
+        if answer.get("node_errors"):
+            # a 200 with node_errors: ComfyUI queued the prompt without its invalid outputs; refuse it
+            raise PromptRejected(answer, prompt)
         self.last_prompt_id = answer["prompt_id"]
         return self.last_prompt_id
 

@@ -3,8 +3,8 @@
 One module per family (``wan.py``, ``ltx.py``), each an :class:`~.base.Adapter`.
 :func:`adapter_for` picks the one that handles a MODEL or raises a clear error.
 """
-from .base import (Adapter, LatentInfo, call_sigma, cfg_halves, latent_out, nest, packed, require_flow_model,
-                   require_video_latent, split_streams)
+from .base import (CFG_HALF_NAMES, Adapter, LatentInfo, call_sigma, cfg_halves, latent_out, nest, packed,
+                   require_flow_model, require_video_latent, split_streams)
 from .ltx import LtxAdapter
 from .wan import WanAdapter
 
@@ -48,5 +48,5 @@ def check_expert_pair(model, model_low, input_name: str = "model_low", high_name
     return adapter
 
 
-__all__ = ["Adapter", "LatentInfo", "adapter_for", "call_sigma", "check_expert_pair", "cfg_halves", "latent_out",
-           "nest", "packed", "require_flow_model", "require_video_latent", "split_streams", "ADAPTERS"]
+__all__ = ["CFG_HALF_NAMES", "Adapter", "LatentInfo", "adapter_for", "call_sigma", "check_expert_pair", "cfg_halves",
+           "latent_out", "nest", "packed", "require_flow_model", "require_video_latent", "split_streams", "ADAPTERS"]
