@@ -2,7 +2,7 @@
 
 The official tool refits PCA (scikit-learn, on the CPU) for every layer and step, so colours
 mean different things in every picture. Here a basis is fitted on the device with
-``torch.pca_lowrank`` in float32, its signs are fixed (largest loading positive) so that refits
+a randomized SVD in float32, its signs are fixed (largest loading positive) so that refits
 are deterministic, and it can be kept: one basis per layer, fitted at the first probed step and
 reused for the later ones, so a token with the same state keeps the same colour across steps.
 """
@@ -32,28 +32,36 @@ class PCABasis:
         return PCABasis(*(t.to(device) for t in (self.mean, self.components, self.low, self.high)))
 
 
-def fit_basis(tokens: torch.Tensor, k: int = 3, max_tokens: int = 16384, seed: int = 0) -> PCABasis:
-    """Fit a k-component PCA basis to tokens (N, D) on their device.
+def fit_basis(tokens: torch.Tensor, k: int = 3, max_tokens: int = 16384, seed: int = 0, niter: int = 4) -> PCABasis:
+    """Fit a k-component PCA basis to tokens (N, D) on their device, any float dtype.
 
-    At most ``max_tokens`` tokens (a fixed random subset) are used for the fit.
+    At most ``max_tokens`` tokens (a fixed random subset, drawn before the float32 cast so a full-size
+    layer is never copied whole) are used. The top directions come from a randomized SVD (Halko et al.
+    2011, the algorithm of ``torch.pca_lowrank``) whose random sketch is drawn from a local generator
+    seeded with ``seed``: the fit is deterministic and never touches the global RNG (the sampler's noise).
 
     Raises:
         ValueError: if tokens is not 2-D or has fewer than k tokens or features.
     """
     if tokens.ndim != 2 or min(tokens.shape) < k:
         raise ValueError(f"need tokens (N, D) with N, D ≥ {k}, got {tuple(tokens.shape)}")
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    if tokens.shape[0] > max_tokens:
+        idx = torch.randperm(tokens.shape[0], generator=gen)[:max_tokens].to(tokens.device)
+        tokens = tokens[idx]
     x = tokens.float()
-    if x.shape[0] > max_tokens:
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        idx = torch.randperm(x.shape[0], generator=gen)[:max_tokens].to(x.device)
-        x = x[idx]
     mean = x.mean(dim=0)
-    torch.manual_seed(seed)  # pca_lowrank draws a random sketch
-    _, _, v = torch.pca_lowrank(x - mean, q=min(k + 4, *x.shape), center=False, niter=4)
-    components = v[:, :k]
+    xc = x - mean
+    q = min(k + 4, *x.shape)
+    sketch = xc @ torch.randn(x.shape[1], q, generator=gen).to(x.device)
+    basis = torch.linalg.qr(sketch).Q
+    for _ in range(niter):  # power iterations sharpen the top directions
+        basis = torch.linalg.qr(xc @ (xc.T @ basis)).Q
+    _, _, vh = torch.linalg.svd(basis.T @ xc, full_matrices=False)
+    components = vh[:k].T.contiguous()
     signs = torch.sign(components.gather(0, components.abs().argmax(dim=0, keepdim=True)))
     components = components * torch.where(signs == 0, torch.ones_like(signs), signs)
-    proj = (x - mean) @ components
+    proj = xc @ components
     low = torch.quantile(proj, 0.01, dim=0)
     high = torch.quantile(proj, 0.99, dim=0)
     return PCABasis(mean, components, low, high)

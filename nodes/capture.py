@@ -2,10 +2,10 @@
 Wan2.2 template), through an OUTER_SAMPLE wrapper on cloned MODELs."""
 from __future__ import annotations
 
-import comfy.patcher_extension
 from comfy_api.latest import io
 
 from .adapters import check_expert_pair, require_flow_model
+from .patching import patched_clone
 from .recorder import StepSelection, TraceHandle, X0Recorder
 from .types import CosTrace
 
@@ -28,10 +28,7 @@ def _capture_wrapper(handle: TraceHandle, expert: str):
 
 def patch_for_capture(model, handle: TraceHandle, expert: str):
     """A clone of ``model`` that records x̂0 into ``handle``; the input MODEL is left untouched."""
-    clone = model.clone()
-    clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY,
-                               _capture_wrapper(handle, expert))
-    return clone
+    return patched_clone(model, WRAPPER_KEY, _capture_wrapper(handle, expert))
 
 
 class CoSCaptureX0(io.ComfyNode):

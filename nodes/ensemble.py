@@ -14,7 +14,6 @@ also each seed's own. Dropping members cuts both streams (the batch dimension).
 from __future__ import annotations
 
 import comfy.nested_tensor
-import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
 import torch
@@ -25,6 +24,7 @@ from ..cos_core.ensemble import MERGES, member_seeds, primary_cost, pull_to_mean
 from ..cos_core.steps import SpecError, parse_spec, spec_ranges
 from .adapters import Adapter, call_sigma, cfg_halves, check_expert_pair, nest, require_flow_model, split_streams
 from .noise import SegmentedSampler
+from .patching import patched_clone
 from .recorder import StepSelection
 
 WRAPPER_KEY = "chain_of_steps.seed_ensemble"
@@ -60,17 +60,15 @@ class EnsembleState:
         self.window_sum: dict[str, torch.Tensor] = {}
         self.merged_calls = 0
 
-    def block_replace(self, layer: int):
-        def replace(args, extra):
-            out = extra["original_block"](args)
-            options = args["transformer_options"]
+    def block_hook(self, layer: int):
+        def hook(out, options):
             step = self.clock.step_of(call_sigma(options))
             if step is None or not self.steps.may_need(step) or self.alpha == 0.0 or self.members == 1:
                 return out
             merged = self._merge(layer, self.adapter.video_hidden(out), options)
             return self.adapter.with_video(out, merged)
 
-        return replace
+        return hook
 
     def _merge(self, layer: int, hidden: torch.Tensor, options: dict) -> torch.Tensor:
         pieces = []
@@ -103,12 +101,8 @@ class EnsembleState:
 
 
 def patch_for_ensemble(model, state: EnsembleState):
-    clone = model.clone()
-    state.adapter.prepare(clone)
-    for layer in state.layers:
-        clone.set_model_patch_replace(state.block_replace(layer), "dit", *state.adapter.block_key(layer))
-    clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, state.outer_sample())
-    return clone
+    return patched_clone(model, WRAPPER_KEY, state.outer_sample(), state.adapter,
+                         {layer: state.block_hook(layer) for layer in state.layers})
 
 
 def _repeat(x, members: int):

@@ -13,7 +13,6 @@ so everything kept is reduced or copied before the next block runs.
 """
 from __future__ import annotations
 
-import comfy.patcher_extension
 import torch
 from comfy_api.latest import io
 
@@ -21,6 +20,7 @@ from ..cos_core.energy import token_energy
 from ..cos_core.pca import fit_basis, project_rgb
 from ..cos_core.steps import SpecError, parse_spec, spec_ranges
 from .adapters import CFG_HALF_NAMES, Adapter, call_sigma, cfg_halves, check_expert_pair, require_flow_model
+from .patching import patched_clone
 from .recorder import StepSelection, TraceHandle
 from .types import CosTrace
 
@@ -103,13 +103,12 @@ class ProbeState:
         self.pending.clear()
         self.pending_meta.clear()
 
-    def block_replace(self, layer: int):
-        def replace(args, extra):
-            out = extra["original_block"](args)
-            self.observe(layer, out, args["transformer_options"])
+    def block_hook(self, layer: int):
+        def hook(out, transformer_options):
+            self.observe(layer, out, transformer_options)
             return out
 
-        return replace
+        return hook
 
     def outer_sample(self, expert: str):
         def wrapper(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
@@ -138,13 +137,8 @@ class ProbeState:
 
 def patch_for_probe(model, state: ProbeState, layers: list[int], expert: str):
     """A clone of ``model`` with the probe on ``layers``; the input MODEL is left untouched."""
-    clone = model.clone()
-    state.adapter.prepare(clone)
-    for layer in layers:
-        clone.set_model_patch_replace(state.block_replace(layer), "dit", *state.adapter.block_key(layer))
-    clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY,
-                               state.outer_sample(expert))
-    return clone
+    return patched_clone(model, WRAPPER_KEY, state.outer_sample(expert), state.adapter,
+                         {layer: state.block_hook(layer) for layer in layers})
 
 
 class CoSLayerProbe(io.ComfyNode):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 
-import comfy.patcher_extension
 import torch
 from comfy_api.latest import io, ui
 
@@ -27,6 +26,7 @@ from ..cos_core.trace import Trace
 from .adapters import Adapter, adapter_for, call_sigma, cfg_halves
 from .decode import StepDecoder
 from .probe import ProbeState, patch_for_probe
+from .patching import patched_clone
 from .recorder import StepSelection, TraceHandle, X0Recorder
 from .sampler import check_settings, run_inputs, run_optional_inputs
 from .sampling import plan_run, sample_run
@@ -42,15 +42,13 @@ class SwapState:
         self.clock = StageClock()
         self.swaps = 0
 
-    def block_replace(self):
-        def replace(args, extra):
-            out = extra["original_block"](args)
-            options = args["transformer_options"]
+    def block_hook(self):
+        def hook(out, options):
             if self.clock.step_of(call_sigma(options)) != self.step:
                 return out
             return self.adapter.with_video(out, self.swapped(self.adapter.video_hidden(out), options))
 
-        return replace
+        return hook
 
     def swapped(self, hidden: torch.Tensor, options: dict) -> torch.Tensor:
         offset, grid = self.adapter.token_grid(options, hidden)
@@ -83,11 +81,7 @@ class SwapState:
 
 
 def patch_for_swap(model, state: SwapState):
-    clone = model.clone()
-    state.adapter.prepare(clone)
-    clone.set_model_patch_replace(state.block_replace(), "dit", *state.adapter.block_key(state.layer))
-    clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, state.outer_sample())
-    return clone
+    return patched_clone(model, WRAPPER_KEY, state.outer_sample(), state.adapter, {state.layer: state.block_hook()})
 
 
 def record_alternative(run, adapter: Adapter, layers: list[int], step: int) -> Trace:

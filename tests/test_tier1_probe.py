@@ -164,3 +164,31 @@ def test_energy_maps_errors_name_the_input(probed_run):
     with pytest.raises(ValueError, match="layers"):
         node.execute(probed_run.handle, "energy grid (layers × frames)", 0, "7", "global", 0, "cond")
     assert "normalise" in CoSEnergyMaps.validate_inputs(normalise="log")
+
+
+def test_two_probes_on_the_same_blocks_both_record_everything(tiny, i2v_inputs, probed_run):
+    """ComfyUI keeps one replace function per block; a second probe chains with the first instead of
+    replacing it, so both traces hold every layer and step, equal to a lone probe's."""
+    from chain_of_steps_pack.nodes.probe import CoSLayerProbe
+
+    first_high, first_low, first = probe(tiny, layers="all", pca=False)
+    second_high, second_low, second = CoSLayerProbe.PREPARE_CLASS_CLONE(None).execute(
+        first_high, layers="1-3", steps="all", cfg_half="cond", energy=True, pca=False,
+        pca_basis="per step", raw_states=False, raw_cap_mib=64, model_low=first_low).result
+    out = sample(tiny, i2v_inputs, second_high, second_low)
+    assert torch.equal(out, probed_run.out)
+    alone, one, two = probed_run.trace, first.snapshot(), second.snapshot()
+    assert one.steps == two.steps == list(range(STEPS))
+    for step in range(STEPS):
+        for layer in range(4):
+            name = f"energy/L{layer:02d}/cond"
+            assert torch.equal(one[step].tensors[name], alone[step].tensors[name])
+            assert (name in two[step].tensors) == (layer >= 1)
+            if layer >= 1:
+                assert torch.equal(two[step].tensors[name], alone[step].tensors[name])
+    # the user's models and the first probe's clones are left as they were
+    assert not tiny.high.model_options.get("transformer_options", {}).get("patches_replace")
+    first_blocks = first_high.model_options["transformer_options"]["patches_replace"]["dit"]
+    second_blocks = second_high.model_options["transformer_options"]["patches_replace"]["dit"]
+    assert set(first_blocks) == set(second_blocks) == {("double_block", i) for i in range(4)}
+    assert [first_blocks[key] is second_blocks[key] for key in sorted(first_blocks)] == [True, False, False, False]
