@@ -19,6 +19,7 @@ from comfy_api.latest import io
 from ..cos_core.energy import token_energy
 from ..cos_core.pca import fit_basis, project_rgb
 from ..cos_core.steps import SpecError, parse_spec, spec_ranges
+from ..cos_core.transfer import to_cpu_grouped
 from .adapters import CFG_HALF_NAMES, Adapter, call_sigma, cfg_halves, check_expert_pair, require_flow_model
 from .patching import patched_clone
 from .recorder import StepSelection, TraceHandle
@@ -96,10 +97,10 @@ class ProbeState:
         self.pending[key] = tokens.detach().clone().reshape(tokens.shape[0], *grid, tokens.shape[-1])
 
     def flush(self) -> None:
-        """Move finished results to the CPU trace (one transfer per tensor, once per step)."""
-        for (step, name), tensor in self.pending.items():
+        """Move finished results to the CPU trace (one transfer per dtype, once per step)."""
+        for ((step, name), _), tensor in zip(self.pending.items(), to_cpu_grouped(list(self.pending.values()))):
             sigma, stage, expert = self.pending_meta[step]
-            self.handle.trace.put(step, sigma, stage, expert, name, tensor.to("cpu"))
+            self.handle.trace.put(step, sigma, stage, expert, name, tensor)
         self.pending.clear()
         self.pending_meta.clear()
 
