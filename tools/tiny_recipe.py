@@ -191,5 +191,5 @@ def apply_to_prompt(prompt: dict, overrides: dict[str, dict[str, Any]]) -> list[
     return notes
 
 
-__all__ = ["tiny_overrides", "tiny_blockers", "fast_unlinks", "apply_to_prompt", "scale_spec", "widget_values", "TINY_SIZE", "TINY_FRAMES",
-           "TINY_STEPS", "TINY_LAYERS"]
+__all__ = ["tiny_overrides", "tiny_blockers", "fast_unlinks", "apply_to_prompt", "scale_spec", "widget_values",
+           "TINY_SIZE", "TINY_FRAMES", "TINY_STEPS", "TINY_LAYERS"]
