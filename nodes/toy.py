@@ -118,7 +118,9 @@ class CoSToyTask(io.ComfyNode):
             description=("A procedural reasoning task: its first frame (feed WanImageToVideo at 96×96, length 17), "
                          "the reference solution video and the constant conditioning the toy model expects."),
             inputs=[
-                io.Combo.Input("kind", options=list(tasks.KINDS), default="dot"),
+                io.Combo.Input("kind", options=list(tasks.KINDS), default="dot",
+                               tooltip="The puzzle: dot (move the dot onto the marked corner), maze (draw the path "
+                                       "from start to goal); TOY.md describes every kind."),
                 io.Int.Input("seed", default=0, min=0, max=999_999,
                              tooltip="Task instance (seeds ≥ 1 000 000 are the training set)."),
                 io.Int.Input("maze_rooms", default=3, min=2, max=5, tooltip="Maze size in rooms (maze only)."),
@@ -139,13 +141,19 @@ class CoSToyScore(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="CoSToyScore", display_name="CoS Toy Score", category="Chain-of-Steps/toy",
-            description="Scores a generated toy video's last frame (1 = solved) against the task instance.",
+            description=("Scores a generated toy video's last frame (1 = solved) against the task instance; with a "
+                         "batch of videos, the fraction solved. Warns in 'details' when the video does not start "
+                         "from the task's first frame."),
             inputs=[
                 io.Image.Input("images", tooltip="The decoded video (17 frames per sample; batches are split)."),
-                io.Combo.Input("kind", options=list(tasks.KINDS), default="dot"),
-                io.Int.Input("seed", default=0, min=0, max=999_999),
-                io.Int.Input("maze_rooms", default=3, min=2, max=5),
-                io.Int.Input("frames", default=tasks.FRAMES, min=1, max=10000, advanced=True),
+                io.Combo.Input("kind", options=list(tasks.KINDS), default="dot",
+                               tooltip="The task the video should solve: the same as in CoS Toy Task."),
+                io.Int.Input("seed", default=0, min=0, max=999_999,
+                             tooltip="The task instance: the same seed as in CoS Toy Task."),
+                io.Int.Input("maze_rooms", default=3, min=2, max=5,
+                             tooltip="Maze size in rooms (maze only): the same as in CoS Toy Task."),
+                io.Int.Input("frames", default=tasks.FRAMES, min=1, max=10000, advanced=True,
+                             tooltip="Frames per video (17 for the toy); a batch of videos is split into this many."),
             ],
             outputs=[io.Float.Output(display_name="success"), io.String.Output(display_name="details")],
             is_output_node=True,
@@ -154,11 +162,37 @@ class CoSToyScore(io.ComfyNode):
     @classmethod
     def execute(cls, images, kind, seed, maze_rooms, frames=tasks.FRAMES) -> io.NodeOutput:
         inst = instance_of(kind, seed, maze_rooms)
+        if images.shape[0] % int(frames):
+            raise ValueError(f"images: {images.shape[0]} frames is not a whole number of {int(frames)}-frame videos "
+                             "(frames: the video length, 17 for the toy)")
         video = images.float().cpu().numpy().reshape(-1, int(frames), *images.shape[1:])
         results = [tasks.score(inst, v) for v in video]
+        for r, v in zip(results, video):
+            r["start_cells_off"] = start_cells_off(inst, v)
         success = float(np.mean([r["success"] for r in results]))
-        return io.NodeOutput(success, json.dumps({"kind": kind, "seed": seed, "success": success,
-                                                  "samples": results}))
+        off = max(r["start_cells_off"] for r in results)
+        task = {"kind": kind, "seed": int(seed)} | ({"maze_rooms": int(maze_rooms)} if kind == "maze" else {})
+        summary = {**task, "success": success, "solved": int(sum(r["success"] for r in results)),
+                   "videos": len(results)}
+        if off > START_TOLERANCE:
+            summary["warning"] = (f"the video's first frame differs from this task's start frame in {off} cells: "
+                                  "set the same kind, seed and maze_rooms as in CoS Toy Task")
+        line = f"{kind} seed {int(seed)}: {summary['solved']}/{len(results)} solved" + (
+            f" (WARNING: {summary['warning']})" if "warning" in summary else "")
+        return io.NodeOutput(success, json.dumps({**summary, "samples": results}),
+                             ui={"text": (line,), "cos_toy_score": [summary]})
+
+
+START_TOLERANCE = 3  # cells of frame 0 allowed to differ from the task's start frame before the score warns
+
+
+def start_cells_off(inst: tasks.Instance, video: np.ndarray) -> int:
+    """How many cells of a video's first frame differ (by more than 0.35 in a channel) from the task's start frame.
+
+    The toy is an I2V model: its video starts from the task's first frame, so a large count means the score
+    is reading a video made for another task (kind/seed not the same as in CoS Toy Task)."""
+    cells = tasks.downsample(np.asarray(video[0], dtype=np.float32)[..., :3])
+    return int((np.abs(cells - inst.first).max(axis=-1) > 0.35).sum())
 
 
 TOY_NODES = [CoSToyModel, CoSToyVAE, CoSToyTask, CoSToyScore]

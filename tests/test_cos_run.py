@@ -180,3 +180,103 @@ def test_default_image_is_matplotlibs_photo():
     pytest.importorskip("matplotlib")
     path = cos_run.default_image()
     assert path.name == "grace_hopper.jpg" and path.is_file()
+
+
+# --- CoS-Toy: the embedded default of --tiny -----------------------------------------------------------------
+
+def shipped_workflow(name: str) -> dict:
+    return json.loads((cos_run.REPO_ROOT / "workflows" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def test_toy_workflows_are_recognised():
+    assert cos_run.TOY_WORKFLOW.is_file()
+    assert cos_run.is_toy_workflow(shipped_workflow("cos_toy_chain_of_steps"))
+    assert cos_run.is_toy_workflow(shipped_workflow("cos_toy_layer_energy"))
+    assert not cos_run.is_toy_workflow(shipped_workflow("wan22_i2v_chain_of_steps"))
+    muted = shipped_workflow("cos_toy_chain_of_steps")
+    for node in muted["nodes"]:
+        if node["type"] == "CoSToyModel":
+            node["mode"] = 4
+    assert not cos_run.is_toy_workflow(muted)
+
+
+def test_tiny_recipe_leaves_toy_workflows_as_shipped():
+    """Thumbnails and the browser tests make workflows tiny; the toy only works at its trained size."""
+    from tools.tiny_recipe import tiny_blockers, tiny_overrides
+
+    workflow = shipped_workflow("cos_toy_chain_of_steps")
+    assert tiny_overrides(workflow, {}) == {} and tiny_blockers(workflow) == []
+
+
+def toy_prompt():
+    return {"3": {"class_type": "CoSToyTask", "inputs": {"kind": "dot", "seed": 0, "maze_rooms": 3}},
+            "9": {"class_type": "CoSToyScore", "inputs": {"images": ["8", 0], "kind": "dot", "seed": 0,
+                                                          "maze_rooms": 3, "frames": 17}},
+            "5": {"class_type": "CoSSampler", "inputs": {"seed": 42, "steps": 10}}}
+
+
+TOY_INFO = {"CoSToyTask": {"input": {"required": {"kind": ["COMBO", {"options": ["maze", "dot", "door"]}]}}}}
+
+
+def test_toy_settings_set_task_and_score_alike():
+    prompt = toy_prompt()
+    notes = cos_run.apply_toy_settings(prompt, TOY_INFO, "maze", 12, 4)
+    for node in ("3", "9"):
+        assert {k: prompt[node]["inputs"][k] for k in ("kind", "seed", "maze_rooms")} == {
+            "kind": "maze", "seed": 12, "maze_rooms": 4}
+    assert prompt["5"]["inputs"] == {"seed": 42, "steps": 10}
+    assert len(notes) == 6
+    unchanged = toy_prompt()
+    assert cos_run.apply_toy_settings(unchanged, TOY_INFO, None, None, None) == [] and unchanged == toy_prompt()
+
+
+@pytest.mark.parametrize("kind,seed,rooms,message", [
+    ("chess", None, None, "--task: 'chess' is not one of maze, dot, door"),
+    (None, -1, None, "--task-seed: -1 is outside"),
+    (None, 1_000_000, None, "training set"),
+    (None, None, 6, "--maze-rooms: 6 is outside 2..5"),
+])
+def test_toy_settings_refuse_bad_values(kind, seed, rooms, message):
+    with pytest.raises(ValueError, match=message):
+        cos_run.apply_toy_settings(toy_prompt(), TOY_INFO, kind, seed, rooms)
+
+
+def test_toy_scores_and_file_kinds_from_history():
+    prompt = toy_prompt() | {"14": {"class_type": "SaveVideo", "inputs": {},
+                                    "_meta": {"title": "Save Video (reference solution)"}},
+                             "12": {"class_type": "SaveVideo", "inputs": {}, "_meta": {"title": "Save Video"}}}
+    history = {"outputs": {"9": {"text": ["dot seed 0: 1/1 solved"],
+                                 "cos_toy_score": [{"kind": "dot", "seed": 0, "success": 1.0, "solved": 1,
+                                                    "videos": 1}]},
+                           "3": {"cos_toy_score": [{"kind": "x"}]}}}  # not a score node: ignored
+    assert cos_run.toy_scores(history, prompt) == [{"node": "9", "kind": "dot", "seed": 0, "success": 1.0,
+                                                    "solved": 1, "videos": 1}]
+    assert cos_run.toy_scores({"outputs": {}}, prompt) == []
+    assert cos_run.file_kind(prompt["14"]) == "reference video"
+    assert cos_run.file_kind(prompt["12"]) == "final video"
+    assert cos_run.file_kind({"class_type": "CoSSaveTrace"}) == "trace"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--tiny", "--workflow", "workflows/wan22_i2v_chain_of_steps.json"], "use --tiny random"),
+    (["--tiny", "--size", "64x64"], "--size: not for the CoS-Toy workflow"),
+    (["--tiny", "--prompt", "a cat"], "--prompt: not for the CoS-Toy workflow"),
+    (["--task", "dot"], "--task: only for CoS-Toy workflows"),
+    (["--tiny", "random", "--maze-rooms", "3"], "--maze-rooms: only for CoS-Toy workflows"),
+    (["--tiny", "random", "--workflow", "workflows/cos_toy_chain_of_steps.json"], "--tiny random: not for"),
+])
+def test_toy_argument_errors_come_before_any_server(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(cos_run.REPO_ROOT)
+    out = tmp_path / "o"
+    assert cos_run.main(["--server", "http://127.0.0.1:1", "--out", str(out), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_tiny_means_toy_and_random_is_explicit():
+    parser = cos_run.build_parser()
+    assert parser.parse_args(["--tiny", "--out", "o"]).tiny == "toy"
+    assert parser.parse_args(["--tiny", "random", "--out", "o"]).tiny == "random"
+    assert parser.parse_args(["--out", "o"]).tiny is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--tiny", "wan", "--out", "o"])

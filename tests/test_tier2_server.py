@@ -79,7 +79,9 @@ def test_shipped_workflow_matches_the_servers_nodes(server):
     assert prompt["14"]["inputs"]["format"] == "auto"
 
 
-def test_main_job_tiny_end_to_end(server, tmp_path, capsys):
+def test_main_job_tiny_random_end_to_end(server, tmp_path, capsys):
+    """``--tiny random``: the Wan2.2 workflow with both experts on tiny random-weight stand-ins (``--tiny`` alone
+    runs CoS-Toy: tests/test_tier2_toy.py)."""
     import numpy as np
     from PIL import Image
 
@@ -87,12 +89,14 @@ def test_main_job_tiny_end_to_end(server, tmp_path, capsys):
     from tools import cos_run
 
     out = tmp_path / "out"
-    assert cos_run.main(["--server", server.url, "--tiny", "--no-progress", "--out", str(out)]) == 0
+    assert cos_run.main(["--server", server.url, "--tiny", "random", "--no-progress", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "TINY RANDOM-WEIGHT" in printed and "x0 grid" in printed
+    assert "TINY RANDOM-WEIGHT" in printed and "x0 grid" in printed and "CoS-Toy score" not in printed
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tiny"] is True and "random-weight" in summary["label"].lower()
+    assert summary["mode"] == "tiny random-weight stand-ins" and "toy_score" not in summary
+    assert summary["settings"]["workflow"].endswith("wan22_i2v_chain_of_steps.json")
     assert summary["settings"]["image"].endswith("grace_hopper.jpg")
     kinds = {}
     for f in summary["files"]:

@@ -3,7 +3,8 @@
 Usage (from the repository root, in ComfyUI's Python; ``bash tools/main.sh ...`` does this)::
 
     python -m tools.cos_run [--workflow workflows/wan22_i2v_chain_of_steps.json] [--image PATH]
-        [--prompt TEXT] [--steps N] [--frames N] [--size WxH] [--seed N] [--tiny]
+        [--prompt TEXT] [--steps N] [--frames N] [--size WxH] [--seed N] [--tiny [toy|random]]
+        [--task dot|maze|door] [--task-seed N] [--maze-rooms N]
         [--server URL | (COMFYUI_PATH env)] --out DIR
 
 What it does:
@@ -21,7 +22,13 @@ What it does:
    ``--seed`` the CoS Sampler's seed.
 3. **Weights.** Without ``--tiny`` the files the loaders name must be in the server's models
    folders; otherwise it exits with code 2 naming each missing file, where to download it and
-   where to put it. ``--tiny`` swaps in tiny random-weight stand-ins written by
+   where to put it. ``--tiny`` (= ``--tiny toy``, the embedded default) runs the CoS-Toy workflow
+   ``workflows/cos_toy_chain_of_steps.json`` instead: the pack's small *trained* Wan I2V model
+   (``TOY.md``, weights shipped in ``tools/toy/weights``) on a procedural puzzle chosen by ``--task``,
+   ``--task-seed`` and ``--maze-rooms``, 96×96, 17 frames, 10 steps, cfg 1, on a CPU; the CoS Toy
+   Score of the final video goes into ``summary.json`` (``toy_score``). Any workflow with a CoS Toy
+   Model runs this way (no model files needed). ``--tiny random`` keeps the Wan2.2 workflow and
+   swaps in tiny random-weight stand-ins written by
    ``tools/tiny.py`` (cached in ``.cos_cache/``), and, as the umt5 text encoder cannot be tiny,
    replaces CLIPTextEncode by the test stand-in ``CoSTinyTextEncode`` (``tools/tiny_nodes``) and
    drops CLIPLoader; sizes default to 64x64, 9 frames, 6 steps. The pictures are then noise, and
@@ -31,7 +38,7 @@ What it does:
 5. **Results.** Every output file in ``/history`` (pictures, videos, the trace) is downloaded
    into ``--out`` keeping ComfyUI's subfolders (``chain_of_steps/...``), never overwriting: if
    ``--out`` exists and is not empty, a new ``--out/run_NNN`` is used. ``summary.json`` records the
-   prompt id, timings, settings, the tiny flag and the files.
+   prompt id, timings, settings, the tiny mode, the CoS-Toy score (toy workflows) and the files.
 
 Exit codes: 0 done, 1 the prompt failed, 2 bad arguments / missing ComfyUI or weights, 130 Ctrl-C.
 """
@@ -51,10 +58,14 @@ from tools.comfy_server import (REPO_ROOT, ComfyClient, ComfyServer, Progress, P
 from tools.workflow_api import WorkflowError, find_nodes, ui_to_api
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "wan22_i2v_chain_of_steps.json"
+TOY_WORKFLOW = REPO_ROOT / "workflows" / "cos_toy_chain_of_steps.json"
+TOY_MODEL_NODE = "CoSToyModel"
 DEFAULT_CACHE = REPO_ROOT / ".cos_cache"
 TINY_DEFAULTS = {"size": (64, 64), "frames": 9, "steps": 6}
 TINY_LABEL = ("made with TINY RANDOM-WEIGHT stand-in models (tools/tiny.py) and a random text-conditioning "
               "stand-in: the pictures are noise, not Wan2.2 output; this run checks the machinery only")
+TOY_LABEL = ("made with CoS-Toy, the pack's small Wan I2V model trained on procedural puzzles (TOY.md), on a toy "
+             "task: real output of a trained model, in miniature; not Wan2.2")
 LOADERS = {  # class → (file input, ComfyUI models folder)
     "UNETLoader": ("unet_name", "diffusion_models"),
     "VAELoader": ("vae_name", "vae"),
@@ -120,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                "repository, in temporary folders; its Python: COMFYUI_PYTHON, else COMFYUI_PATH/.venv or /venv) "
                "or pass --server URL of a running ComfyUI that has the pack installed. Exit codes: 0 done, 1 the "
                "prompt failed, 2 bad arguments or missing ComfyUI/weights, 130 interrupted.")
-    parser.add_argument("--workflow", type=Path, default=DEFAULT_WORKFLOW,
-                        help="UI-format workflow JSON (default: %(default)s relative to the repo)")
+    parser.add_argument("--workflow", type=Path, default=None,
+                        help="UI-format workflow JSON (default: workflows/wan22_i2v_chain_of_steps.json; with "
+                             "--tiny: workflows/cos_toy_chain_of_steps.json)")
     parser.add_argument("--image", type=Path, default=None,
                         help="start image (default: matplotlib's bundled photograph grace_hopper.jpg, from "
                              "matplotlib.cbook.get_sample_data)")
@@ -133,15 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=parse_size, default=None,
                         help="WxH, multiples of 16 (default: the workflow's 640x640; --tiny: 64x64)")
     parser.add_argument("--seed", type=int, default=None, help="sampler seed (default: the workflow's 42)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="tiny random-weight stand-in models and text conditioning: a CPU smoke test in "
-                             "seconds, no downloads; outputs are noise and labelled so")
+    parser.add_argument("--tiny", nargs="?", const="toy", default=None, choices=("toy", "random"),
+                        help="run on a CPU with no downloads. toy (the default of --tiny): the CoS-Toy workflow, the "
+                             "pack's small trained Wan I2V model on a procedural puzzle, scored (TOY.md). random: "
+                             "the Wan2.2 workflow with tiny random-weight stand-in models and text conditioning, a "
+                             "smoke test of the two-expert path whose outputs are noise and labelled so")
+    parser.add_argument("--task", default=None,
+                        help="CoS-Toy: the puzzle, dot (default), maze or door (toy workflows only)")
+    parser.add_argument("--task-seed", type=int, default=None,
+                        help="CoS-Toy: the task instance, 0..999999 (default: the workflow's 0)")
+    parser.add_argument("--maze-rooms", type=int, default=None, help="CoS-Toy: maze size in rooms, 2..5")
     parser.add_argument("--server", default=None, help="URL of a running ComfyUI with the pack installed "
                         "(default: start COMFYUI_PATH's)")
     parser.add_argument("--cpu", action="store_true", default=None,
                         help="start ComfyUI with --cpu (default: only when torch sees no GPU)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
-                        help="where --tiny keeps its model files (default: .cos_cache/ in the repo)")
+                        help="where --tiny random keeps its model files (default: .cos_cache/ in the repo)")
     parser.add_argument("--timeout", type=float, default=None, help="give up after this many seconds of running")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, required=True,
@@ -278,6 +297,50 @@ def tiny_rewrite(prompt: dict) -> list[str]:
     return notes
 
 
+def is_toy_workflow(workflow: dict) -> bool:
+    """Whether a UI-format workflow runs the CoS-Toy model (a CoS Toy Model node that is not muted/bypassed)."""
+    return any(n.get("type") == TOY_MODEL_NODE and n.get("mode", 0) not in (2, 4) for n in workflow.get("nodes", []))
+
+
+def apply_toy_settings(prompt: dict, object_info: dict, kind: str | None, seed: int | None,
+                       rooms: int | None) -> list[str]:
+    """Set the toy task on every CoS Toy Task and CoS Toy Score (they must agree); returns notes.
+
+    Raises:
+        WorkflowError: a kind the server's CoS Toy Task does not offer, or a seed / room count out of range.
+    """
+    spec = (((object_info.get("CoSToyTask") or {}).get("input") or {}).get("required") or {}).get("kind")
+    kinds = spec[0] if spec and isinstance(spec[0], list) else (spec[1].get("options", []) if spec else [])
+    if kind is not None and kinds and kind not in kinds:
+        raise WorkflowError(f"--task: '{kind}' is not one of {', '.join(kinds)}")
+    if seed is not None and not 0 <= seed <= 999_999:
+        raise WorkflowError(f"--task-seed: {seed} is outside 0..999999 (seeds of 1000000 and more are the toy's "
+                            "training set)")
+    if rooms is not None and not 2 <= rooms <= 5:
+        raise WorkflowError(f"--maze-rooms: {rooms} is outside 2..5")
+    notes = []
+    for cls in ("CoSToyTask", "CoSToyScore"):
+        for node_id in find_nodes(prompt, cls):
+            inputs = prompt[node_id]["inputs"]
+            for name, value in (("kind", kind), ("seed", seed), ("maze_rooms", rooms)):
+                if value is not None and not isinstance(inputs.get(name), list):
+                    inputs[name] = value
+                    notes.append(f"node {node_id} {cls}: {name} = {value}")
+    return notes
+
+
+def toy_scores(history: dict, prompt: dict) -> list[dict]:
+    """What every CoS Toy Score node reported (its ``cos_toy_score`` UI entry), with its node id."""
+    found = []
+    for node_id, outputs in (history.get("outputs") or {}).items():
+        if prompt.get(node_id, {}).get("class_type") != "CoSToyScore":
+            continue
+        for entry in (outputs or {}).get("cos_toy_score") or []:
+            if isinstance(entry, dict):
+                found.append({"node": node_id, **entry})
+    return sorted(found, key=lambda e: (len(e["node"]), e["node"]))
+
+
 def missing_weights(client: ComfyClient, prompt: dict, workflow: dict) -> list[dict]:
     """Files the prompt's loaders name that the server does not have."""
     ui_nodes = {str(n["id"]): n for n in workflow.get("nodes", [])}
@@ -347,6 +410,14 @@ def output_files(history: dict) -> list[dict]:
     return found
 
 
+def file_kind(entry: dict) -> str:
+    """How the summary names a file, from its node (a Save Video titled '... reference ...' is not the result)."""
+    kind = entry.get("class_type", "?")
+    if kind == "SaveVideo" and "reference" in str(entry.get("_meta", {}).get("title", "")).lower():
+        return "reference video"
+    return KINDS.get(kind, "other")
+
+
 def download_outputs(client: ComfyClient, history: dict, prompt: dict, out_dir: Path) -> list[dict]:
     """Fetch output files through /view into ``out_dir`` (subfolders kept, nothing overwritten)."""
     files = []
@@ -359,18 +430,27 @@ def download_outputs(client: ComfyClient, history: dict, prompt: dict, out_dir: 
         data = client.view(item["filename"], item["subfolder"], item["type"])
         with open(target, "xb") as fh:  # never overwrite
             fh.write(data)
-        kind = prompt.get(item["node"], {}).get("class_type", "?")
+        entry = prompt.get(item["node"], {})
         files.append({"path": target.relative_to(out_dir).as_posix(), "bytes": len(data), "node": item["node"],
-                      "class_type": kind, "kind": KINDS.get(kind, "other")})
+                      "class_type": entry.get("class_type", "?"), "kind": file_kind(entry)})
     return files
 
 
-def print_summary(out_dir: Path, files: list[dict], tiny: bool, seconds: float, stream=None) -> None:
+def print_summary(out_dir: Path, files: list[dict], tiny: bool | str | None, seconds: float, stream=None,
+                  scores: list[dict] | None = None) -> None:
     stream = stream or sys.stdout
     print(f"\nChain-of-Steps run finished in {seconds:.1f} s; outputs in {out_dir}", file=stream)
-    if tiny:
+    if tiny == "toy":
+        print(f"NOTE: {TOY_LABEL}.", file=stream)
+    elif tiny:
         print(f"NOTE: {TINY_LABEL}.", file=stream)
-    for kind in ("x0 grid", "step videos", "final video", "trace", "other"):
+    for score in scores or []:
+        verdict = {1.0: "SOLVED", 0.0: "not solved"}.get(score.get("success"), f"{score.get('success', 0):.0%} solved")
+        print(f"  CoS-Toy score (node {score['node']}): {score.get('kind')} seed {score.get('seed')}: {verdict} "
+              f"({score.get('solved')}/{score.get('videos')} videos)", file=stream)
+        if score.get("warning"):
+            print(f"  WARNING: {score['warning']}", file=stream)
+    for kind in ("x0 grid", "step videos", "final video", "reference video", "trace", "other"):
         chosen = [f for f in files if f["kind"] == kind]
         if not chosen:
             continue
@@ -400,19 +480,39 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("ComfyUI is needed: set COMFYUI_PATH to a ComfyUI checkout (it is started here with the pack "
                      "loaded from this repository), or pass --server http://HOST:PORT of a running ComfyUI that has "
                      "the pack installed.", 2)
+    workflow_path = args.workflow or (TOY_WORKFLOW if args.tiny == "toy" else DEFAULT_WORKFLOW)
     try:
-        workflow = json.loads(Path(args.workflow).read_text(encoding="utf-8"))
+        workflow = json.loads(Path(workflow_path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        return _fail(f"--workflow: cannot read {args.workflow}: {err}", 2)
-    image = args.image or default_image()
-    if not Path(image).is_file():
+        return _fail(f"--workflow: cannot read {workflow_path}: {err}", 2)
+    toy = is_toy_workflow(workflow)
+    toy_args = {"--task": args.task, "--task-seed": args.task_seed, "--maze-rooms": args.maze_rooms}
+    if args.tiny == "toy" and not toy:
+        return _fail(f"--tiny runs CoS-Toy workflows (a CoS Toy Model node); {workflow_path} has none. For the "
+                     "Wan2.2 workflows on tiny random-weight stand-ins use --tiny random.", 2)
+    if toy:
+        unused = {"--image": args.image, "--prompt": args.prompt, "--frames": args.frames, "--size": args.size,
+                  "--tiny random": args.tiny if args.tiny == "random" else None}
+        given = [name for name, value in unused.items() if value is not None]
+        if given:
+            return _fail(f"{', '.join(given)}: not for the CoS-Toy workflow (its start frame comes from CoS Toy Task, "
+                         "its text conditioning is fixed, the toy model works at 96x96, 17 frames, and it needs no "
+                         "stand-ins); choose the puzzle with --task, --task-seed, --maze-rooms", 2)
+    elif any(v is not None for v in toy_args.values()):
+        return _fail(f"{', '.join(k for k, v in toy_args.items() if v is not None)}: only for CoS-Toy workflows "
+                     "(--tiny)", 2)
+    image = None if toy else (args.image or default_image())
+    if image is not None and not Path(image).is_file():
         return _fail(f"--image: {image} does not exist", 2)
     steps, frames, size = args.steps, args.frames, args.size
-    if args.tiny:
+    mode = "toy" if toy else args.tiny  # None (the workflow's own model files), "toy" or "random"
+    if mode == "random":
         steps = steps or TINY_DEFAULTS["steps"]
         frames = frames or TINY_DEFAULTS["frames"]
         size = size or TINY_DEFAULTS["size"]
-        print(f"[cos] --tiny: {TINY_LABEL}")
+        print(f"[cos] --tiny random: {TINY_LABEL}")
+    elif mode == "toy":
+        print(f"[cos] CoS-Toy: {TOY_LABEL}")
 
     server = None
     client = None
@@ -423,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             python = comfy_python(comfy_path)
             tiny_models = None
-            if args.tiny:
+            if mode == "random":
                 t0 = time.monotonic()
                 tiny_models = write_tiny_models(python, comfy_path, Path(args.cache) / "tiny_models")
                 timings["tiny_models_s"] = round(time.monotonic() - t0, 2)
@@ -439,19 +539,21 @@ def main(argv: list[str] | None = None) -> int:
                          "the Chain-of-Steps pack there, or use COMFYUI_PATH instead of --server", 2)
         prompt = ui_to_api(workflow, object_info)
         notes = []
-        if args.tiny:
+        if mode == "random":
             if "CoSTinyTextEncode" not in object_info:
-                return _fail("--tiny with --server needs a server started with the tiny stand-ins "
+                return _fail("--tiny random with --server needs a server started with the tiny stand-ins "
                              "(tools.comfy_server.ComfyServer(tiny_models=...)); use COMFYUI_PATH instead", 2)
             notes += tiny_rewrite(prompt)
         missing = missing_weights(client, prompt, workflow)
         if missing:
-            if args.tiny:
-                return _fail("--tiny: the server lacks the tiny model files:\n"
+            if mode == "random":
+                return _fail("--tiny random: the server lacks the tiny model files:\n"
                              + "\n".join(f"  - {m['file']} in models/{m['folder']}" for m in missing), 2)
             return _fail(format_missing(missing), 2)
 
-        image_name = client.upload_image(image)
+        if toy:
+            notes += apply_toy_settings(prompt, object_info, args.task, args.task_seed, args.maze_rooms)
+        image_name = client.upload_image(image) if image is not None and find_nodes(prompt, "LoadImage") else None
         notes += apply_settings(prompt, image_name, args.prompt, steps, frames, size, args.seed)
 
         progress = Progress(enabled=not args.no_progress)
@@ -469,22 +571,29 @@ def main(argv: list[str] | None = None) -> int:
         timings["download_s"] = round(time.monotonic() - t0, 2)
         timings["total_s"] = round(time.monotonic() - started, 2)
         stats = client.system_stats().get("system", {})
+        scores = toy_scores(history, prompt)
+        label = {"toy": TOY_LABEL, "random": TINY_LABEL}.get(mode, "made with the workflow's model files")
         summary = {
             "prompt_id": prompt_id,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "server": "started from COMFYUI_PATH" if server else args.server,
             "comfyui_version": stats.get("comfyui_version"),
             "timings": timings,
-            "tiny": bool(args.tiny),
-            "label": TINY_LABEL if args.tiny else "made with the workflow's model files",
-            "settings": {"workflow": str(args.workflow), "image": str(image), "prompt": args.prompt, "steps": steps,
-                         "frames": frames, "size": list(size) if size else None, "seed": args.seed},
+            "tiny": mode in ("toy", "random"),
+            "mode": {"toy": "cos-toy", "random": "tiny random-weight stand-ins"}.get(mode, "workflow model files"),
+            "label": label,
+            "settings": {"workflow": str(workflow_path), "image": str(image) if image is not None else None,
+                         "prompt": args.prompt, "steps": steps, "frames": frames,
+                         "size": list(size) if size else None, "seed": args.seed, "task": args.task,
+                         "task_seed": args.task_seed, "maze_rooms": args.maze_rooms},
             "changes": notes,
             "files": files,
         }
+        if scores:
+            summary["toy_score"] = scores[0] if len(scores) == 1 else scores
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
                                               encoding="utf-8")
-        print_summary(out_dir, files, args.tiny, timings["total_s"])
+        print_summary(out_dir, files, mode, timings["total_s"], scores=scores)
         return 0
     except PromptRejected as err:
         return _fail(str(err), 1)

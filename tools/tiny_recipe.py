@@ -41,6 +41,7 @@ STEP_INTS = {"CoSSampler": ("switch_step", "stop_after_step"), "CoSInformationFl
 LAYER_SPECS = {"CoSLayerProbe": "layers", "CoSEnergyMaps": "layers", "CoSLayerSwapSweep": "layers",
                "CoSSeedEnsemble": "layers"}
 DECODERS = ("CoSDecodeSteps", "CoSSaveStepVideos")
+TOY_MODEL_NODE = "CoSToyModel"  # CoS-Toy workflows run as shipped (tools.cos_run.is_toy_workflow)
 
 
 def widget_values(node: dict, object_info: dict) -> dict[str, Any]:
@@ -95,10 +96,15 @@ def _fits(spec: str, count: int) -> bool:
 def tiny_overrides(workflow: dict, object_info: dict, steps: int = TINY_STEPS, frames: int = TINY_FRAMES,
                    size: tuple[int, int] = TINY_SIZE, layers: int = TINY_LAYERS, fast: bool = False,
                    tiny_files: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    """``{node id: {widget name: new value}}`` for a tiny run of a UI-format workflow (module docstring)."""
+    """``{node id: {widget name: new value}}`` for a tiny run of a UI-format workflow (module docstring).
+
+    A CoS-Toy workflow (a CoS Toy Model node) is already CPU-sized and its model works only at the size it was
+    trained on (96×96, 17 frames): nothing is changed (``{}``)."""
     if tiny_files is None:
         from tools.tiny import TINY_FILES as tiny_files
     nodes = [n for n in workflow.get("nodes", []) if n.get("mode", 0) not in (MUTED, BYPASSED)]
+    if any(n.get("type") == TOY_MODEL_NODE for n in nodes):
+        return {}
     values = {str(n["id"]): widget_values(n, object_info) for n in nodes}
     kinds = {str(n["id"]): n.get("type") for n in nodes}
     old_steps = max([int(v.get("steps", 0)) for k, v in values.items() if kinds[k] in SAMPLING

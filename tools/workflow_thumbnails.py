@@ -12,7 +12,9 @@ entry's ``thumbnailNode`` (a list: the pictures side by side, or stacked when th
 first picture the run made) into ``workflows/<name>.jpg``:
 512×512, the picture fitted on the pack's dark background, with a line saying it comes from a tiny
 random-weight run (the pictures of such a run are noise; the thumbnail shows what the workflow
-draws, not what Wan2.2 makes). ``--check`` runs without writing. A workflow whose model files have
+draws, not what Wan2.2 makes). CoS-Toy workflows (a CoS Toy Model node) run as shipped: their model is
+trained and CPU-sized, so their thumbnails show real output, and say so.
+``--check`` runs without writing. A workflow whose model files have
 no tiny stand-in (:func:`tools.tiny_recipe.tiny_blockers`) is skipped with the list of those files
 (exit code 3).
 """
@@ -27,13 +29,14 @@ import time
 from pathlib import Path
 
 from tools.comfy_server import REPO_ROOT, ComfyClient, ComfyServer, comfy_python, write_tiny_models
-from tools.cos_run import DEFAULT_CACHE, default_image, output_files, tiny_rewrite
+from tools.cos_run import DEFAULT_CACHE, default_image, is_toy_workflow, output_files, tiny_rewrite
 from tools.tiny_recipe import apply_to_prompt, tiny_blockers, tiny_overrides
 from tools.workflow_api import find_nodes, ui_to_api
 
 WORKFLOWS = REPO_ROOT / "workflows"
 THUMB = 512
 LABEL = "tiny random-weight run: shows the layout, not Wan2.2 output"
+TOY_LABEL = "real run of the CoS-Toy model on a CPU (a toy task, not Wan2.2)"
 
 
 def index_entries() -> list[dict]:
@@ -173,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{entry['name']}: {time.monotonic() - started:.1f} s, thumbnail from node(s) "
                   + ", ".join(f"{c['node']} ({prompt[c['node']]['class_type']})" for c in chosen))
             if not args.check:
-                make_thumbnail(data).save(WORKFLOWS / f"{entry['name']}.jpg", quality=88)
+                label = TOY_LABEL if is_toy_workflow(workflow) else LABEL
+                make_thumbnail(data, label).save(WORKFLOWS / f"{entry['name']}.jpg", quality=88)
         return 3 if blocked else 0
     finally:
         if server is not None:
