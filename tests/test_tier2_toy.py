@@ -144,7 +144,7 @@ def test_main_job_refuses_what_the_toy_cannot_do(server, tmp_path, capsys, argv,
 
 
 def test_layer_energy_workflow_draws_its_maps(server, client):
-    """The second toy workflow: a probe on all 30 blocks, energy/PCA grids, energy across steps, x̂0 grid."""
+    """The second toy workflow: a probe on every block, energy/PCA grids, energy across steps, x̂0 grid."""
     import numpy as np
 
     prompt = api_prompt(server, "cos_toy_layer_energy")

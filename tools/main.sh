@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job in one command: run the shipped Chain-of-Steps workflow headless and save its outputs.
 #
-#   COMFYUI_PATH=/path/to/ComfyUI bash tools/main.sh --out out/            # real Wan2.2 weights
-#   COMFYUI_PATH=/path/to/ComfyUI bash tools/main.sh --tiny --out out/     # CPU smoke test, no downloads
-#   bash tools/main.sh --server http://127.0.0.1:8188 --out out/           # a running ComfyUI with the pack
+#   COMFYUI_PATH=/path/to/ComfyUI bash tools/main.sh --out out/              # real Wan2.2 weights
+#   COMFYUI_PATH=/path/to/ComfyUI bash tools/main.sh --tiny --out out/       # CoS-Toy on a CPU, no downloads
+#   COMFYUI_PATH=/path/to/ComfyUI bash tools/main.sh --tiny random --out out/  # Wan2.2 graph, random stand-ins
+#   bash tools/main.sh --server http://127.0.0.1:8188 --out out/             # a running ComfyUI with the pack
 #
 # It picks ComfyUI's Python (tools/comfy_python.sh: COMFYUI_PYTHON, $COMFYUI_PATH/.venv or /venv, python3), installs
 # the pack's requirements.txt into it only when one of them does not import, and runs
