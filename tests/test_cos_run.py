@@ -280,3 +280,19 @@ def test_tiny_means_toy_and_random_is_explicit():
     assert parser.parse_args(["--out", "o"]).tiny is None
     with pytest.raises(SystemExit):
         parser.parse_args(["--tiny", "wan", "--out", "o"])
+
+
+def test_relative_paths_mean_the_callers_folder(tmp_path):
+    """tools/main.sh runs from the repository root; a relative --out must still land where the user is."""
+    args = cos_run.build_parser().parse_args(["--out", "out/run", "--image", "me.png", "--workflow",
+                                              "workflows/cos_toy_chain_of_steps.json"])
+    cos_run.caller_paths(args, str(tmp_path))
+    assert args.out == tmp_path / "out" / "run" and args.image == tmp_path / "me.png"
+    assert str(args.workflow) == "workflows/cos_toy_chain_of_steps.json"  # not in the caller's folder: the repo's
+    (tmp_path / "mine.json").write_text("{}")
+    args = cos_run.build_parser().parse_args(["--out", "/abs/o", "--workflow", "mine.json"])
+    cos_run.caller_paths(args, str(tmp_path))
+    assert str(args.out) == "/abs/o" and args.workflow == tmp_path / "mine.json"
+    args = cos_run.build_parser().parse_args(["--out", "o"])
+    cos_run.caller_paths(args, None)
+    assert str(args.out) == "o"

@@ -472,8 +472,25 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def caller_paths(args: argparse.Namespace, caller: str | None) -> None:
+    """Relative ``--out``, ``--image`` and ``--workflow`` made relative to the folder ``tools/main.sh`` was started
+    in (``COS_RUN_CWD``; the script itself runs from the repository root). A relative ``--workflow`` that is not
+    there but is in the repository (``workflows/...``) is kept as it is."""
+    if not caller:
+        return
+    base = Path(caller)
+    for name in ("out", "image", "workflow"):
+        value = getattr(args, name)
+        if value is None or Path(value).is_absolute():
+            continue
+        candidate = base / value
+        if name != "workflow" or candidate.exists():
+            setattr(args, name, candidate)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    caller_paths(args, os.environ.get("COS_RUN_CWD"))
     started = time.monotonic()
     comfy_path = os.environ.get("COMFYUI_PATH")
     if not args.server and not comfy_path:

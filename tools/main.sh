@@ -34,6 +34,8 @@ EOF
   exit 2
 fi
 
+# Relative --out / --image / --workflow paths mean the caller's folder, not the repository's.
+export COS_RUN_CWD="$PWD"
 cd "$repo"
 source tools/comfy_python.sh
 comfy_python
