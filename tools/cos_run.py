@@ -139,11 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "matplotlib.cbook.get_sample_data)")
     parser.add_argument("--prompt", default=None, help="positive prompt (default: the workflow's)")
     parser.add_argument("--steps", type=parse_steps, default=None,
-                        help="denoising steps of the CoS Sampler (default: the workflow's 20; --tiny: 6)")
+                        help="denoising steps of the CoS Sampler (default: the workflow's; Wan2.2 20, CoS-Toy 10; "
+                             "--tiny random: 6)")
     parser.add_argument("--frames", type=parse_frames, default=None,
-                        help="video length in frames, 4k+1 (default: the workflow's 81; --tiny: 9)")
+                        help="video length in frames, 4k+1 (default: the workflow's 81; --tiny random: 9; CoS-Toy: "
+                             "always 17)")
     parser.add_argument("--size", type=parse_size, default=None,
-                        help="WxH, multiples of 16 (default: the workflow's 640x640; --tiny: 64x64)")
+                        help="WxH, multiples of 16 (default: the workflow's 640x640; --tiny random: 64x64; CoS-Toy: "
+                             "always 96x96)")
     parser.add_argument("--seed", type=int, default=None, help="sampler seed (default: the workflow's 42)")
     parser.add_argument("--tiny", nargs="?", const="toy", default=None, choices=("toy", "random"),
                         help="run on a CPU with no downloads. toy (the default of --tiny): the CoS-Toy workflow, the "
