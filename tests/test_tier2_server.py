@@ -49,7 +49,7 @@ def image_name(client):
 
 
 def tiny_prompt(server, image_name, steps=6, frames=9, size=(64, 64)):
-    """The shipped workflow in API form, tiny models, small sizes (as ``cos_run --tiny`` builds it)."""
+    """The shipped workflow in API form, tiny models, small sizes (as ``cos_run --tiny random`` builds it)."""
     from tools.cos_run import DEFAULT_WORKFLOW, apply_settings, tiny_rewrite
     from tools.workflow_api import ui_to_api
 

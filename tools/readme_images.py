@@ -1,6 +1,6 @@
 """The README's node pictures, made by running the pack's nodes in process on tiny random-weight models.
 
-(The x̂0 grid at the top of the README is the main job's own output, ``bash tools/main.sh --tiny``,
+(The x̂0 grid at the top of the README is the main job's own output, ``bash tools/main.sh --tiny random``,
 passed through :func:`labelled` with ``--label-only FILE``.)
 
     COMFYUI_PATH=/path/to/ComfyUI $COMFYUI_PATH/.venv/bin/python -m tools.readme_images [--out web/docs/img]
