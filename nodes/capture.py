@@ -19,6 +19,8 @@ def _capture_wrapper(handle: TraceHandle, expert: str):
                      disable_pbar=False, seed=None, **kwargs):
         offset, stage = handle.begin_stage(sigmas, expert)
         model = executor.class_obj.model_patcher.model
+        # the decoders read the latent format from the trace (an LTX trace decoded as Wan's would fail)
+        handle.trace.meta["latent_format"] = type(model.latent_format).__name__
         callback = recorder.stage_callback(sigmas, offset, stage, expert, model.process_latent_out,
                                            chain=callback, latent_shapes=kwargs.get("latent_shapes"))
         return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs)

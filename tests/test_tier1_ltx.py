@@ -195,6 +195,9 @@ def test_capture_changes_nothing_with_sampler_custom_advanced(kind):
     if kind.av:  # the OUTER_SAMPLE wrapper sees packed (B, 1, N) latents and unpacks them
         assert torch.allclose(trace[STEPS - 1].tensors["x0_hat_audio"], last[1].float(), atol=1e-6)
     assert not kind.model.wrappers
+    # the trace names its latent format, so the decoders use LTX's latent→RGB factors (not Wan's 16 channels)
+    assert trace.meta["latent_format"] == ("LTXAV" if kind.av else "LTXV")
+    assert decode(trace).shape[-1] == 3
 
 
 def test_i2v_first_frame_x0_is_the_image_latent(ltx):

@@ -1,6 +1,6 @@
-"""The files the frontend serves: workflows + thumbnails + index.json, node help pages, the web extension.
+"""The files the frontend serves: workflows + thumbnails + the templates index, node help pages, the web extension.
 
-Tier 0 (no ComfyUI): every shipped workflow is in ``workflows/index.json`` with a title, a description
+Tier 0 (no ComfyUI): every shipped workflow is in ``workflows/meta/index.json`` with a title, a description
 and a real ``.jpg`` thumbnail; the index's output nodes exist; workflows are flat UI format and name
 no path of this machine; the extension never writes HTML from data. Tier 1 (``COMFYUI_PATH``): every
 node of ``nodes/__init__.py`` has ``web/docs/<node id>.md`` naming each of its inputs and outputs and
@@ -18,24 +18,37 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
 WEB = REPO / "web"
+# Not workflows/index.json: ComfyUI's /api/workflow_templates lists every workflows/*.json of a pack as a
+# template (app/custom_node_manager.py globs '<pack>/workflows/*.json'), so an index there shows up as a broken
+# "index" template. A subfolder is not listed, and frontend 1.49 reads only the names of a pack's templates.
+INDEX = WORKFLOWS / "meta" / "index.json"
 
 
 def index_templates() -> list[dict]:
-    groups = json.loads((WORKFLOWS / "index.json").read_text(encoding="utf-8"))
+    groups = json.loads(INDEX.read_text(encoding="utf-8"))
     assert isinstance(groups, list) and groups, "index.json: a list of template groups (core Templates format)"
     return [t for g in groups for t in g["templates"]]
 
 
 def shipped() -> list[str]:
-    return sorted(p.stem for p in WORKFLOWS.glob("*.json") if p.name != "index.json")
+    return sorted(p.stem for p in WORKFLOWS.glob("*.json"))
 
 
 def test_every_workflow_is_in_the_index():
     entries = {t["name"]: t for t in index_templates()}
-    assert sorted(entries) == shipped(), "workflows/index.json and the workflow files differ"
+    assert sorted(entries) == shipped(), "workflows/meta/index.json and the workflow files differ"
     for name, entry in entries.items():
         assert entry["title"].strip() and len(entry["description"]) > 40, name
         assert entry["mediaType"] == "image" and entry["mediaSubtype"] == "jpg", name
+
+
+def test_every_json_comfyui_lists_as_a_template_is_a_workflow():
+    """ComfyUI lists every ``workflows/*.json`` as a template of the pack (names only); each must be a UI
+    workflow, so the index and any other JSON live elsewhere. The live server's list is checked in tier 3."""
+    assert not (WORKFLOWS / "index.json").exists(), "the templates index lives in workflows/meta/index.json"
+    for path in WORKFLOWS.glob("*.json"):
+        workflow = json.loads(path.read_text(encoding="utf-8"))
+        assert isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list), f"{path.name}: not a workflow"
 
 
 @pytest.mark.parametrize("name", shipped())
@@ -45,11 +58,9 @@ def test_workflow_has_a_thumbnail_from_a_tiny_run(name):
 
     from tools.tiny_recipe import tiny_blockers
 
+    blockers = tiny_blockers(json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8")))
+    assert not blockers, f"{name}: no tiny stand-in (tools/tiny.py TINY_FILES) for {'; '.join(blockers)}"
     thumb = WORKFLOWS / f"{name}.jpg"
-    if not thumb.is_file():
-        blockers = tiny_blockers(json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8")))
-        if blockers:
-            pytest.xfail(f"no thumbnail: no tiny stand-in (tools/tiny.py TINY_FILES) for {'; '.join(blockers)}")
     assert thumb.is_file(), f"{name}: no thumbnail {thumb.name} (run python -m tools.workflow_thumbnails)"
     with Image.open(thumb) as im:
         assert im.format == "JPEG" and min(im.size) >= 256, (name, im.format, im.size)

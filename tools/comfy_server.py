@@ -34,6 +34,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY_NODES = REPO_ROOT / "tools" / "tiny_nodes" / "cos_tiny_stand_ins"
+# the models folders of the tiny stand-ins (tools.tiny.TINY_FOLDERS), added to the server in tiny mode
+TINY_MODEL_FOLDERS = ("diffusion_models", "vae", "text_encoders", "checkpoints", "loras", "latent_upscale_models")
 PACK_NODES = ("CoSSampler", "CoSCaptureX0", "CoSDecodeSteps", "CoSSaveStepVideos", "CoSSaveTrace", "CoSLoadTrace")
 PACK_DIR_NAME = "comfyui-chain-of-steps"
 LOG_PREFIX = "[cos]"
@@ -135,10 +137,10 @@ def write_tiny_models(python: str, comfy_path: str | os.PathLike, models_dir: st
 
     Files already there are kept, so a cache folder makes later runs start at once.
     """
-    from tools.tiny import TINY_FILES, TINY_T2V  # plain constants; importing tools.tiny needs torch only
+    from tools.tiny import TINY_FOLDERS  # plain constants; importing tools.tiny needs torch only
 
     models_dir = Path(models_dir)
-    wanted = [models_dir / ("vae" if "vae" in n else "diffusion_models") / n for n in (*TINY_FILES.values(), TINY_T2V)]
+    wanted = [models_dir / folder / name for name, folder in TINY_FOLDERS.items()]
     if all(p.is_file() for p in wanted):
         return models_dir
     code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
@@ -158,7 +160,7 @@ class ComfyServer:
         comfy_path: the ComfyUI checkout (``COMFYUI_PATH``).
         python: its Python (default :func:`comfy_python`).
         cpu: pass ``--cpu``; None: only when torch sees no GPU in that Python.
-        tiny_models: a folder with ``diffusion_models/`` and ``vae/`` to add (tiny mode); also
+        tiny_models: a folder with the :data:`TINY_MODEL_FOLDERS` to add (tiny mode); also
             loads the test stand-in pack.
         port: default a free one.
         timeout: seconds to wait for ``/object_info``.
@@ -195,8 +197,8 @@ class ComfyServer:
             (dirs["custom_nodes"] / TINY_NODES.name).symlink_to(TINY_NODES, target_is_directory=True)
         config = {"chain_of_steps_run": {"custom_nodes": str(dirs["custom_nodes"])}}
         if self.tiny_models is not None:
-            config["chain_of_steps_tiny_models"] = {"base_path": str(self.tiny_models),
-                                                    "diffusion_models": "diffusion_models", "vae": "vae"}
+            config["chain_of_steps_tiny_models"] = {"base_path": str(self.tiny_models)} | {
+                folder: folder for folder in TINY_MODEL_FOLDERS}
         yaml_path = self.root / "extra_model_paths.yaml"
         yaml_path.write_text(_to_yaml(config), encoding="utf-8")
         self.port = self.port or free_port()

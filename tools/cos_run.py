@@ -29,10 +29,10 @@ What it does:
    Score of the final video goes into ``summary.json`` (``toy_score``). Any workflow with a CoS Toy
    Model runs this way (no model files needed). ``--tiny random`` keeps the Wan2.2 workflow and
    swaps in tiny random-weight stand-ins written by
-   ``tools/tiny.py`` (cached in ``.cos_cache/``), and, as the umt5 text encoder cannot be tiny,
-   replaces CLIPTextEncode by the test stand-in ``CoSTinyTextEncode`` (``tools/tiny_nodes``) and
-   drops CLIPLoader; sizes default to 64x64, 9 frames, 6 steps. The pictures are then noise, and
-   are labelled so (console and ``summary.json``).
+   ``tools/tiny.py`` (cached in ``.cos_cache/``), and, as the umt5 and Gemma text encoders cannot be
+   tiny, replaces CLIPTextEncode by the test stand-in ``CoSTinyTextEncode`` or ``CoSTinyLTXTextEncode``
+   (``tools/tiny_nodes``) and drops CLIPLoader / LTXAVTextEncoderLoader; sizes default to 64x64,
+   9 frames, 6 steps. The pictures are then noise, and are labelled so (console and ``summary.json``).
 4. **Running.** One progress bar follows the nodes over the websocket; validation errors
    (HTTP 400) and execution errors are printed readably and give exit code 1.
 5. **Results.** Every output file in ``/history`` (pictures, videos, the trace) is downloaded
@@ -73,6 +73,8 @@ LOADERS = {  # class → (file input, ComfyUI models folder)
     "CheckpointLoaderSimple": ("ckpt_name", "checkpoints"),
     "LoraLoaderModelOnly": ("lora_name", "loras"),
     "CLIPVisionLoader": ("clip_name", "clip_vision"),
+    "LTXVAudioVAELoader": ("ckpt_name", "checkpoints"),
+    "LatentUpscaleModelLoader": ("model_name", "latent_upscale_models"),
 }
 KINDS = {  # producing node class → how the summary names its files
     "SaveImage": "x0 grid",
@@ -269,6 +271,10 @@ def apply_settings(prompt: dict, image_name: str | None, text: str | None, steps
     return notes
 
 
+# text-encoder loader → the stand-in that replaces the CLIPTextEncode nodes it feeds (tools/tiny_nodes)
+TINY_TEXT_ENCODERS = {"CLIPLoader": "CoSTinyTextEncode", "LTXAVTextEncoderLoader": "CoSTinyLTXTextEncode"}
+
+
 def tiny_rewrite(prompt: dict) -> list[str]:
     """Swap the real weights for the tiny stand-ins, in place (see the module docstring)."""
     from tools.tiny import TINY_FILES
@@ -280,23 +286,27 @@ def tiny_rewrite(prompt: dict) -> list[str]:
             if name in TINY_FILES:
                 prompt[node_id]["inputs"][field] = TINY_FILES[name]
                 notes.append(f"node {node_id} {kind}: {name} → {TINY_FILES[name]}")
-    clip_nodes = set(find_nodes(prompt, "CLIPLoader"))
+    encoders = set(find_nodes(prompt, "CLIPLoader")) | set(find_nodes(prompt, "LTXAVTextEncoderLoader"))
     for node_id in find_nodes(prompt, "CLIPTextEncode"):
         text = prompt[node_id]["inputs"].get("text", "")
         if isinstance(text, list):
             raise WorkflowError(f"--tiny: node {node_id} CLIPTextEncode takes its text from another node")
+        clip = prompt[node_id]["inputs"].get("clip")
+        source = prompt.get(clip[0], {}).get("class_type") if isinstance(clip, list) else None
+        stand_in = TINY_TEXT_ENCODERS.get(source, "CoSTinyTextEncode")
         title = prompt[node_id].get("_meta", {}).get("title", "text")
-        prompt[node_id] = {"class_type": "CoSTinyTextEncode", "inputs": {"text": text},
+        prompt[node_id] = {"class_type": stand_in, "inputs": {"text": text},
                            "_meta": {"title": f"{title} (tiny stand-in)"}}
-        notes.append(f"node {node_id} CLIPTextEncode → CoSTinyTextEncode (test stand-in)")
-    for node_id in sorted(clip_nodes, key=int):
+        notes.append(f"node {node_id} CLIPTextEncode → {stand_in} (test stand-in)")
+    for node_id in sorted(encoders, key=int):
+        kind = prompt[node_id]["class_type"]
         users = [k for k, v in prompt.items()
                  if any(isinstance(x, list) and x[:1] == [node_id] for x in v["inputs"].values())]
         if users:
-            raise WorkflowError(f"--tiny: node {node_id} CLIPLoader still feeds nodes {users}; only CLIPTextEncode "
+            raise WorkflowError(f"--tiny: node {node_id} {kind} still feeds nodes {users}; only CLIPTextEncode "
                                 "can be replaced by the tiny stand-in")
         del prompt[node_id]
-        notes.append(f"node {node_id} CLIPLoader dropped (umt5-xxl cannot be tiny)")
+        notes.append(f"node {node_id} {kind} dropped (its text encoder cannot be tiny)")
     return notes
 
 

@@ -1,4 +1,4 @@
-"""Tiny random-weight stand-ins for the Wan2.2 and LTX-2 files, built from ComfyUI's own model classes.
+"""Tiny random-weight stand-ins for the Wan2.2 and LTX-2 / LTX-2.3 files, built from ComfyUI's own model classes.
 
 Nothing can be downloaded in tests, and a 14B model does not fit a CPU run; these checkpoints
 have the real architectures (ComfyUI's ``WanModel`` and Wan2.1 ``WanVAE``) at toy widths, are
@@ -22,8 +22,22 @@ TINY_FILES = {
     "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": "cos-tiny_wan2.2_i2v_high_noise.safetensors",
     "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": "cos-tiny_wan2.2_i2v_low_noise.safetensors",
     "wan_2.1_vae.safetensors": "cos-tiny_wan_2.1_vae.safetensors",
+    "ltx-2.3-22b-dev-fp8.safetensors": "cos-tiny_ltx-2.3_av.safetensors",
+    "ltx_2.3_22b_distilled_1.1_lora_dynamic_fro09_avg_rank_111_bf16.safetensors":
+        "cos-tiny_ltx-2.3_distilled_lora.safetensors",
+    "ltx-2.3-spatial-upscaler-x2-1.1.safetensors": "cos-tiny_ltx-2.3_spatial_upscaler_x2.safetensors",
 }
 TINY_T2V = "cos-tiny_wan2.1_t2v.safetensors"
+# the ComfyUI models folder of every tiny file that write_tiny_models writes
+TINY_FOLDERS = {
+    "cos-tiny_wan2.2_i2v_high_noise.safetensors": "diffusion_models",
+    "cos-tiny_wan2.2_i2v_low_noise.safetensors": "diffusion_models",
+    TINY_T2V: "diffusion_models",
+    "cos-tiny_wan_2.1_vae.safetensors": "vae",
+    "cos-tiny_ltx-2.3_av.safetensors": "checkpoints",
+    "cos-tiny_ltx-2.3_distilled_lora.safetensors": "loras",
+    "cos-tiny_ltx-2.3_spatial_upscaler_x2.safetensors": "latent_upscale_models",
+}
 
 
 def _init(sd: dict[str, torch.Tensor], seed: int, gain: float = 1.0) -> dict[str, torch.Tensor]:
@@ -68,7 +82,8 @@ def wan_vae_state_dict(seed: int, dim: int = 16) -> dict[str, torch.Tensor]:
 
 
 def write_tiny_models(models_dir: str | os.PathLike, num_layers: int = 4) -> dict[str, Path]:
-    """Write the tiny stand-ins under ``models_dir/{diffusion_models,vae}``; existing files are kept.
+    """Write the tiny stand-ins of :data:`TINY_FOLDERS` under ``models_dir/<folder>`` (the Wan files and, through
+    :func:`write_tiny_ltx23_models`, the LTX-2.3 ones); existing files are kept.
 
     Returns:
         tiny file name → path.
@@ -91,7 +106,7 @@ def write_tiny_models(models_dir: str | os.PathLike, num_layers: int = 4) -> dic
             save_file({k: v.contiguous() for k, v in build().items()}, str(tmp))
             os.replace(tmp, path)
         written[name] = path
-    return written
+    return written | write_tiny_ltx23_models(models_dir)
 
 
 # LTX (ComfyUI's comfy.ldm.lightricks). Detection needs 32 heads (head_dim = attn2.to_k rows // 32),
@@ -176,6 +191,131 @@ def write_tiny_ltx_models(models_dir: str | os.PathLike, num_layers: int = 3) ->
     plan = {TINY_LTXV: ("diffusion_models", lambda: ltxv_state_dict(21, num_layers)),
             TINY_LTXAV: ("diffusion_models", lambda: ltxav_state_dict(22, num_layers)),
             TINY_LTX_AUDIO_VAE: ("checkpoints", lambda: ltx_audio_vae_state_dict(23))}
+    written = {}
+    for name, (folder, build) in plan.items():
+        path = Path(models_dir) / folder / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sd, metadata = build()
+            tmp = path.with_suffix(".tmp")
+            save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
+            os.replace(tmp, path)
+        written[name] = path
+    return written
+
+
+# LTX-2.3 as ComfyUI's LTX-2.3 templates load it: one checkpoint file (CheckpointLoaderSimple: the model and the
+# video VAE; LTXVAudioVAELoader: the audio VAE and vocoder out of the same file), a distilled LoRA
+# (LoraLoaderModelOnly) and the ×2 spatial latent upscaler (LatentUpscaleModelLoader). The Gemma 3 text encoder
+# cannot be tiny (its size is fixed by ComfyUI's config, as umt5-xxl's): tools/tiny_nodes' CoSTinyLTXTextEncode
+# gives a processed context of the width below instead.
+TINY_LTX23 = TINY_FILES["ltx-2.3-22b-dev-fp8.safetensors"]
+TINY_LTX23_LORA = TINY_FILES["ltx_2.3_22b_distilled_1.1_lora_dynamic_fro09_avg_rank_111_bf16.safetensors"]
+TINY_LTX23_UPSCALER = TINY_FILES["ltx-2.3-spatial-upscaler-x2-1.1.safetensors"]
+LTX23_HEAD_DIM, LTX23_AUDIO_HEAD_DIM = 4, 2
+# LTX-2.3's processed text context: video width (32 heads × head dim) then audio width, side by side
+LTX23_CONTEXT_WIDTH = 32 * LTX23_HEAD_DIM + 32 * LTX23_AUDIO_HEAD_DIM
+
+TINY_LTX_VIDEO_VAE_CONFIG = {
+    # LTX-2's video VAE layout (stride 8 in time, 32 in space: patch 4 × three 2× stages) at 8 base channels,
+    # one residual layer per stage
+    "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
+    "encoder_blocks": [["res_x", {"num_layers": 1}], ["compress_space_res", {"multiplier": 2}],
+                       ["compress_time_res", {"multiplier": 2}], ["compress_all_res", {"multiplier": 2}],
+                       ["compress_all_res", {"multiplier": 2}]],
+    "decoder_blocks": [["res_x", {"num_layers": 1, "inject_noise": False}],
+                       ["compress_all", {"residual": True, "multiplier": 2}],
+                       ["compress_all", {"residual": True, "multiplier": 2}],
+                       ["compress_all", {"residual": True, "multiplier": 2}],
+                       ["res_x", {"num_layers": 1, "inject_noise": False}]],
+    "encoder_base_channels": 8, "decoder_base_channels": 8, "scaling_factor": 1.0, "norm_layer": "pixel_norm",
+    "patch_size": 4, "latent_log_var": "uniform", "use_quant_conv": False, "causal_decoder": False,
+    "timestep_conditioning": False}
+
+
+def ltx_video_vae_state_dict(seed: int) -> dict[str, torch.Tensor]:
+    """A tiny LTX video VAE (``comfy.ldm.lightricks.vae.causal_video_autoencoder.VideoVAE`` with
+    :data:`TINY_LTX_VIDEO_VAE_CONFIG`; 128 latent channels, stride 8/32/32), identity latent statistics."""
+    from comfy.ldm.lightricks.vae.causal_video_autoencoder import VideoVAE
+
+    with torch.device("meta"):
+        vae = VideoVAE(config=TINY_LTX_VIDEO_VAE_CONFIG)
+    sd = _init(dict(vae.state_dict()), seed)
+    sd["per_channel_statistics.std-of-means"] = torch.ones(128)
+    sd["per_channel_statistics.mean-of-means"] = torch.zeros(128)
+    return sd
+
+
+def ltx23_transformer_config() -> dict:
+    """The LTX-2.3 options of ComfyUI's ``LTXAVModel`` (gated attention, cross-attention AdaLN, caption
+    projection before the connectors) at toy widths; the checkpoint's metadata carries it."""
+    return {"caption_channels": LTX_CAPTION_CHANNELS, "cross_attention_dim": 32 * LTX23_HEAD_DIM,
+            "attention_head_dim": LTX23_HEAD_DIM, "num_attention_heads": 32,
+            "audio_cross_attention_dim": 32 * LTX23_AUDIO_HEAD_DIM, "audio_attention_head_dim": LTX23_AUDIO_HEAD_DIM,
+            "audio_num_attention_heads": 32, "apply_gated_attention": True, "cross_attention_adaln": True,
+            "caption_proj_before_connector": True, "connector_apply_gated_attention": True,
+            "connector_attention_head_dim": 4, "connector_num_attention_heads": LTX_CAPTION_CHANNELS // 4,
+            "connector_num_layers": 1}
+
+
+def ltx23_checkpoint_state_dict(seed: int, num_layers: int = 3) -> tuple[dict[str, torch.Tensor], dict]:
+    """A tiny LTX-2.3 checkpoint in the layout of ``ltx-2.3-22b-dev*.safetensors``: ``model.diffusion_model.*``
+    (ComfyUI's ``LTXAVModel`` with :func:`ltx23_transformer_config`), ``vae.*`` (:func:`ltx_video_vae_state_dict`),
+    ``audio_vae.*`` and ``vocoder.*`` (:func:`ltx_audio_vae_state_dict`), and the metadata ``config`` with the
+    transformer, VAE, audio VAE and vocoder sections, as real LTX-2 checkpoints carry it."""
+    import comfy.ldm.lightricks.av_model
+    import comfy.ops
+
+    config = ltx23_transformer_config()
+    with torch.device("meta"):
+        model = comfy.ldm.lightricks.av_model.LTXAVModel(in_channels=128, audio_in_channels=128, num_layers=num_layers,
+                                                         operations=comfy.ops.disable_weight_init, **config)
+    sd = {f"model.diffusion_model.{k}": v for k, v in _init(dict(model.state_dict()), seed, gain=0.8).items()}
+    sd |= {f"vae.{k}": v for k, v in ltx_video_vae_state_dict(seed + 1).items()}
+    audio_sd, audio_metadata = ltx_audio_vae_state_dict(seed + 2)
+    for key, value in audio_sd.items():
+        sd["audio_vae." + key[len("autoencoder."):] if key.startswith("autoencoder.") else key] = value
+    full = json.loads(audio_metadata["config"]) | {"transformer": config, "vae": TINY_LTX_VIDEO_VAE_CONFIG}
+    return sd, {"config": json.dumps(full)}
+
+
+def ltx23_lora_state_dict(seed: int, rank: int = 2, num_layers: int = 3) -> dict[str, torch.Tensor]:
+    """A tiny LoRA for :func:`ltx23_checkpoint_state_dict`'s model (attn1 q/v of every block), in the
+    ``diffusion_model.<module>.lora_A/lora_B`` naming of LTX-2's distilled LoRAs."""
+    gen = torch.Generator().manual_seed(seed)
+    width = 32 * LTX23_HEAD_DIM
+    sd = {}
+    for block in range(num_layers):
+        for proj in ("to_q", "to_v"):
+            base = f"diffusion_model.transformer_blocks.{block}.attn1.{proj}"
+            sd[f"{base}.lora_A.weight"] = torch.randn(rank, width, generator=gen) * 0.05
+            sd[f"{base}.lora_B.weight"] = torch.randn(width, rank, generator=gen) * 0.05
+    return sd
+
+
+def ltx23_upscaler_state_dict(seed: int) -> tuple[dict[str, torch.Tensor], dict]:
+    """A tiny LTX ×2 spatial latent upscaler (``comfy.ldm.lightricks.latent_upsampler.LatentUpsampler``, 32 mid
+    channels, one block per stage) and its metadata ``config``, as LatentUpscaleModelLoader reads them."""
+    from comfy.ldm.lightricks.latent_upsampler import LatentUpsampler
+    import comfy.ops
+
+    config = {"_class_name": "LatentUpsampler", "in_channels": 128, "mid_channels": 32, "num_blocks_per_stage": 1,
+              "dims": 3, "spatial_upsample": True, "temporal_upsample": False}
+    with torch.device("meta"):
+        model = LatentUpsampler.from_config(config, operations=comfy.ops.disable_weight_init)
+    return _init(dict(model.state_dict()), seed, gain=0.5), {"config": json.dumps(config)}
+
+
+def write_tiny_ltx23_models(models_dir: str | os.PathLike, num_layers: int = 3) -> dict[str, Path]:
+    """Write the tiny LTX-2.3 checkpoint (``checkpoints/``), LoRA (``loras/``) and latent upscaler
+    (``latent_upscale_models/``) under ``models_dir``; existing files are kept.
+
+    Returns:
+        tiny file name → path.
+    """
+    plan = {TINY_LTX23: ("checkpoints", lambda: ltx23_checkpoint_state_dict(31, num_layers)),
+            TINY_LTX23_LORA: ("loras", lambda: (ltx23_lora_state_dict(34, num_layers=num_layers), None)),
+            TINY_LTX23_UPSCALER: ("latent_upscale_models", lambda: ltx23_upscaler_state_dict(35))}
     written = {}
     for name, (folder, build) in plan.items():
         path = Path(models_dir) / folder / name

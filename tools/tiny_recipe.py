@@ -7,19 +7,21 @@ prompt (:func:`apply_to_prompt`) or to the graph in the browser (``tests/browser
 ``node.widgets[name].value``):
 
 - loader file names → the tiny stand-ins of :data:`tools.tiny.TINY_FILES`;
-- ``width``/``height``/``length`` of latent makers (WanImageToVideo, ...) → ``size`` and ``frames``;
-- ``steps`` → ``steps``; step-valued widgets (``switch_step``, ``stop_after_step``, ``swap_step``, noise
-  ``index`` in step mode, Energy Maps / Decode Steps ``step``) and step specs (``capture_steps``,
-  ``steps`` lists, ``injections``) are rescaled from the workflow's step count;
+- ``width``/``height``/``length`` of latent makers (WanImageToVideo, EmptyLTXVLatentVideo, ...) → ``size`` and
+  ``frames``; LTXVEmptyLatentAudio's ``frames_number`` → ``frames``;
+- ``steps`` → ``steps``, when the workflow samples with a node of ours that has ``steps`` (an LTX workflow's
+  ManualSigmas schedules are kept, and so are its step indices); step-valued widgets (``switch_step``,
+  ``stop_after_step``, ``swap_step``, noise ``index`` in step mode, Energy Maps / Decode Steps ``step``) and
+  step specs (``capture_steps``, ``steps`` lists, ``injections``) are rescaled from the workflow's step count;
 - latent-frame indices and specs (noise at a frame) are rescaled to the tiny frame count;
 - layer specs that name blocks the tiny model lacks → ``all`` (the ensemble window → ``1-2``);
 - with ``fast=True``, CoS Decode Steps / Save Step Videos decode with latent2rgb instead of the VAE, and
   an information-flow sweep in step mode injects at three steps, a layer swap sweep covers two layers
   (:func:`fast_unlinks` also takes its VAE away).
 
-The text encoder cannot be tiny (COMFYUI_NOTES §8.1): swapping CLIPTextEncode for the stand-in
-``CoSTinyTextEncode`` is a graph edit, done by :func:`tools.cos_run.tiny_rewrite` on API prompts and
-by the browser driver in the page.
+The text encoders cannot be tiny (COMFYUI_NOTES §8.1): swapping CLIPTextEncode for the stand-in
+``CoSTinyTextEncode`` (Wan) or ``CoSTinyLTXTextEncode`` (LTX-2.3) is a graph edit, done by
+:func:`tools.cos_run.tiny_rewrite` on API prompts and by the browser driver in the page.
 """
 from __future__ import annotations
 
@@ -107,8 +109,10 @@ def tiny_overrides(workflow: dict, object_info: dict, steps: int = TINY_STEPS, f
         return {}
     values = {str(n["id"]): widget_values(n, object_info) for n in nodes}
     kinds = {str(n["id"]): n.get("type") for n in nodes}
-    old_steps = max([int(v.get("steps", 0)) for k, v in values.items() if kinds[k] in SAMPLING
-                     and isinstance(v.get("steps"), int)] or [20])
+    sampled = [int(v["steps"]) for k, v in values.items() if kinds[k] in SAMPLING and isinstance(v.get("steps"), int)]
+    # without a sampler of ours with 'steps' (LTX: SamplerCustomAdvanced on ManualSigmas) the schedules stay as
+    # they are, and so do the step indices
+    old_steps = max(sampled) if sampled else None
     lengths = [int(v["length"]) for v in values.values() if isinstance(v.get("length"), int)]
     old_frames = (max(lengths) - 1) // 4 + 1 if lengths else 21
     new_frames = (frames - 1) // 4 + 1
@@ -120,22 +124,24 @@ def tiny_overrides(workflow: dict, object_info: dict, steps: int = TINY_STEPS, f
                 change[name] = tiny_files[value]
         if all(isinstance(widgets.get(k), int) for k in ("width", "height", "length")):
             change |= {"width": size[0], "height": size[1], "length": frames}
+        if kind == "LTXVEmptyLatentAudio" and isinstance(widgets.get("frames_number"), int):
+            change["frames_number"] = frames  # the audio as long as the tiny video
         if kind in SAMPLING and isinstance(widgets.get("steps"), int):
             change["steps"] = steps
-        for name in STEP_INTS.get(kind, ()):
+        for name in STEP_INTS.get(kind, ()) if old_steps else ():
             value = widgets.get(name)
             if isinstance(value, int) and value >= 0:
                 new = _scale(value, old_steps, steps)
                 if name == "stop_after_step":
                     new = max(0, min(new, steps - 2))
                 change[name] = new
-        if kind in STEP_SPECS and isinstance(widgets.get(STEP_SPECS[kind]), str):
+        if old_steps and kind in STEP_SPECS and isinstance(widgets.get(STEP_SPECS[kind]), str):
             change[STEP_SPECS[kind]] = scale_spec(widgets[STEP_SPECS[kind]], old_steps, steps)
         if kind == "CoSInformationFlow" and isinstance(widgets.get("injections"), str):
-            old, new = (old_steps, steps) if widgets.get("mode") == "step" else (old_frames, new_frames)
+            old, new = (old_steps or steps, steps) if widgets.get("mode") == "step" else (old_frames, new_frames)
             change["injections"] = scale_spec(widgets["injections"], old, new)
         if kind == "CoSNoiseInjection" and isinstance(widgets.get("index"), int):
-            old, new = (old_steps, steps) if widgets.get("mode") == "step" else (old_frames, new_frames)
+            old, new = (old_steps or steps, steps) if widgets.get("mode") == "step" else (old_frames, new_frames)
             change["index"] = _scale(widgets["index"], old, new)
         if kind in LAYER_SPECS and isinstance(widgets.get(LAYER_SPECS[kind]), str):
             spec = widgets[LAYER_SPECS[kind]]
@@ -165,7 +171,8 @@ def fast_unlinks(workflow: dict) -> list[tuple[str, str]]:
 
 
 MODEL_FILE = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf|sft)$", re.IGNORECASE)
-REMOVED_IN_TINY = ("CLIPLoader",)  # dropped by the text-encoder swap (tools.cos_run.tiny_rewrite)
+# dropped by the text-encoder swap (tools.cos_run.tiny_rewrite)
+REMOVED_IN_TINY = ("CLIPLoader", "LTXAVTextEncoderLoader")
 
 
 def tiny_blockers(workflow: dict, tiny_files: dict[str, str] | None = None) -> list[str]:

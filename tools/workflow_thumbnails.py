@@ -5,16 +5,16 @@ started with the tiny stand-ins)::
 
     python -m tools.workflow_thumbnails [--only NAME ...] [--check]
 
-For each ``workflows/<name>.json`` listed in ``workflows/index.json``: convert it to API format
+For each ``workflows/<name>.json`` listed in ``workflows/meta/index.json``: convert it to API format
 (strict, against the server's ``/object_info``), make it tiny (:mod:`tools.tiny_recipe` and
 :func:`tools.cos_run.tiny_rewrite`), run it, and turn the picture of the node named by the index
 entry's ``thumbnailNode`` (a list: the pictures side by side, or stacked when they are wide; else the
 first picture the run made) into ``workflows/<name>.jpg``:
 512×512, the picture fitted on the pack's dark background, with a line saying it comes from a tiny
 random-weight run (the pictures of such a run are noise; the thumbnail shows what the workflow
-draws, not what Wan2.2 makes). CoS-Toy workflows (a CoS Toy Model node) run as shipped: their model is
-trained and CPU-sized, so their thumbnails show real output, and say so.
-``--check`` runs without writing. A workflow whose model files have
+draws, not what Wan2.2 or LTX-2.3 makes). CoS-Toy workflows (a CoS Toy Model node) run as shipped: their model is
+trained and CPU-sized, so their thumbnails show real output, and say so. ``--check`` runs without
+writing. A workflow whose model files have
 no tiny stand-in (:func:`tools.tiny_recipe.tiny_blockers`) is skipped with the list of those files
 (exit code 3).
 """
@@ -35,13 +35,13 @@ from tools.workflow_api import find_nodes, ui_to_api
 
 WORKFLOWS = REPO_ROOT / "workflows"
 THUMB = 512
-LABEL = "tiny random-weight run: shows the layout, not Wan2.2 output"
+LABEL = "tiny random-weight run: shows the layout, not the real model's output"
 TOY_LABEL = "real run of the CoS-Toy model on a CPU (a toy task, not Wan2.2)"
 
 
 def index_entries() -> list[dict]:
-    """The templates of ``workflows/index.json`` (the core Templates index format: a list of groups)."""
-    groups = json.loads((WORKFLOWS / "index.json").read_text(encoding="utf-8"))
+    """The templates of ``workflows/meta/index.json`` (the core Templates index format: a list of groups)."""
+    groups = json.loads((WORKFLOWS / "meta" / "index.json").read_text(encoding="utf-8"))
     return [t for group in groups for t in group.get("templates", [])]
 
 
@@ -90,6 +90,10 @@ def combine(pictures: list):
     if len(pictures) == 1:
         return pictures[0]
     wide = sum(p.width for p in pictures) > sum(p.height for p in pictures)
+    # one scale for the row (same height) or the column (same width), so a small picture is not lost
+    side = max(p.width for p in pictures) if wide else max(p.height for p in pictures)
+    pictures = [p.resize((side, max(1, round(p.height * side / p.width))) if wide
+                         else (max(1, round(p.width * side / p.height)), side), Image.LANCZOS) for p in pictures]
     gap = 8
     if wide:
         width = max(p.width for p in pictures)

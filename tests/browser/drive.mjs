@@ -6,7 +6,8 @@
 // workflows [{name, overrides {nodeId: {widget: value}}, unlink [[nodeId, input]], outputs [{nodeId,
 // nodeType, mediaType}], nodeCount}], subgraph {workflow, wrap [nodeIds]}, help [node ids], docs [node ids], timeoutMs.
 // For every workflow: open it from the Templates browser (clicking through the dialog), make it tiny in
-// the page (widget values; CLIPTextEncode → CoSTinyTextEncode, CLIPLoader removed), press Run, wait
+// the page (widget values; CLIPTextEncode → CoSTinyTextEncode or CoSTinyLTXTextEncode, the text-encoder
+// loader removed), press Run, wait
 // for the prompt to finish, check the outputs on the output nodes, take screenshots, and exercise the
 // step scrubber, the energy viewer and the live preview. RESULT gets everything as JSON; the Python
 // test asserts on it. Nothing here decides pass/fail except crashes.
@@ -143,9 +144,13 @@ async function makeTiny(page, overrides, unlink = []) {
       }
     }
     const linkOf = (id) => g.getLink?.(id) ?? g.links?.get?.(id) ?? g.links?.[id];
+    // the text-encoder loader feeding a CLIPTextEncode picks its stand-in (tools/cos_run.py TINY_TEXT_ENCODERS)
+    const standIns = { CLIPLoader: "CoSTinyTextEncode", LTXAVTextEncoderLoader: "CoSTinyLTXTextEncode" };
     for (const node of [...g.nodes]) {
       if (node.type !== "CLIPTextEncode") continue;
-      const tiny = LG.createNode("CoSTinyTextEncode");
+      const clipLink = linkOf(node.inputs.find((i) => i.name === "clip")?.link);
+      const loader = clipLink ? g.getNodeById(clipLink.origin_id)?.type : null;
+      const tiny = LG.createNode(standIns[loader] ?? "CoSTinyTextEncode");
       tiny.pos = [node.pos[0], node.pos[1]];
       g.add(tiny);
       tiny.widgets[0].value = node.widgets[0].value;
@@ -154,12 +159,12 @@ async function makeTiny(page, overrides, unlink = []) {
         tiny.connect(0, g.getNodeById(link.target_id), link.target_slot);
       }
       g.remove(node);
-      changed.push(`${node.id} CLIPTextEncode → CoSTinyTextEncode ${tiny.id}`);
+      changed.push(`${node.id} CLIPTextEncode → ${tiny.type} ${tiny.id}`);
     }
     for (const node of [...g.nodes]) {
-      if (node.type === "CLIPLoader") {
+      if (node.type in standIns) {
         g.remove(node);
-        changed.push(`${node.id} CLIPLoader removed`);
+        changed.push(`${node.id} ${node.type} removed`);
       }
     }
     g.setDirtyCanvas(true, true);
@@ -264,22 +269,40 @@ async function exerciseScrubber(page, nodeId, name) {
   const root = page.locator(`.cos-scrubber[data-cos="scrubber"][data-node-id="${nodeId}"]`);
   await root.waitFor({ state: "visible", timeout: 10000 });
   const label = root.locator(".cos-scrub-label");
-  const before = { text: await label.textContent(), step: await root.getAttribute("data-step") };
+  // what the view shows: its label, the step it says it shows and a checksum of the canvas pixels
+  const state = async () => ({ text: await label.textContent(), step: await root.getAttribute("data-step"),
+    pixelSum: await root.locator("canvas").evaluate((c) => {
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let sum = 0;
+      for (let i = 0; i < d.length; i += 1) sum = (sum * 31 + d[i]) % 1000000007;
+      return sum;
+    }) });
+  const before = await state();
   const slider = root.locator("input[type=range]");
   const box = await slider.boundingBox();
-  await page.mouse.click(box.x + box.width - 4, box.y + box.height / 2); // drag-free: click at the track's end
+  // a real drag of the slider's thumb from the start of the track to its end
+  await page.mouse.move(box.x + 6, box.y + box.height / 2);
+  await page.mouse.down();
+  for (let i = 1; i <= 8; i++) await page.mouse.move(box.x + 6 + ((box.width - 8) * i) / 8, box.y + box.height / 2);
+  await page.mouse.up();
   await settle(page, 300);
-  const after = { text: await label.textContent(), step: await root.getAttribute("data-step") };
+  const after = await state();
   await page.mouse.click(box.x + box.width * 0.45, box.y + box.height / 2);
   await settle(page, 300);
-  const middle = { text: await label.textContent(), step: await root.getAttribute("data-step") };
+  const middle = await state();
   await root.locator("select").selectOption({ index: 1 });
   await settle(page, 300);
   const shotPath = await shot(page, `${name}_scrubber`);
-  await root.locator("button").click(); // play
-  await settle(page, 1000);
-  const playing = { text: await label.textContent(), step: await root.getAttribute("data-step"),
-                    button: await root.locator("button").getAttribute("aria-label") };
+  await root.locator("select").selectOption({ index: 0 }); // back to all frames
+  await settle(page, 200);
+  const middleAll = await state();
+  await root.locator("button").click(); // play: the steps shown while it plays
+  const seen = [];
+  for (let i = 0; i < 10; i++) {
+    await settle(page, 120);
+    seen.push(await root.getAttribute("data-step"));
+  }
+  const playing = { ...(await state()), button: await root.locator("button").getAttribute("aria-label"), seen };
   await root.locator("button").click(); // pause
   const pixels = await root.locator("canvas").evaluate((c) => {
     const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
@@ -287,7 +310,7 @@ async function exerciseScrubber(page, nodeId, name) {
     for (let i = 0; i < d.length; i += 4) lit += d[i] + d[i + 1] + d[i + 2] > 30 ? 1 : 0;
     return { width: c.width, height: c.height, lit };
   });
-  return { before, after, middle, playing, pixels, shot: shotPath, max: Number(await slider.getAttribute("max")) };
+  return { before, after, middle, middleAll, playing, pixels, shot: shotPath, max: Number(await slider.getAttribute("max")) };
 }
 
 async function exerciseEnergy(page, nodeId, name) {
@@ -342,10 +365,15 @@ async function runWorkflow(page, wf, index) {
   const nodes = await page.evaluate(() => window.app.graph.nodes.map((n) => ({ id: n.id, type: n.type })));
   res.live = {};
   for (const n of nodes.filter((n) => n.type === "CoSSampler")) res.live[n.id] = await liveState(page, n.id);
+  // the scrubber with the most steps (then the lowest node id)
   const decode = await page.evaluate(() => [...document.querySelectorAll('.cos-scrubber[data-cos="scrubber"]')]
-    .map((e) => Number(e.dataset.nodeId)));
+    .map((e) => [Number(e.dataset.nodeId), Number(e.querySelector("input[type=range]").max)])
+    .sort((a, b) => b[1] - a[1] || a[0] - b[0]).map(([id]) => id));
   if (decode.length) res.scrubber = await exerciseScrubber(page, decode[0], tag);
-  const energy = await page.evaluate(() => [...document.querySelectorAll(".cos-energy")].map((e) => Number(e.dataset.nodeId)));
+  // energy grids first (PCA grids carry the energy too, when the probe recorded it)
+  const energy = await page.evaluate(() => [...document.querySelectorAll(".cos-energy")].map((e) => Number(e.dataset.nodeId))
+    .sort((a, b) => (window.app.nodeOutputs?.[String(a)]?.cos_energy?.[0]?.kind === "energy" ? 0 : 1)
+                  - (window.app.nodeOutputs?.[String(b)]?.cos_energy?.[0]?.kind === "energy" ? 0 : 1)));
   if (energy.length) res.energy = await exerciseEnergy(page, energy[0], tag);
   const sampler = nodes.find((n) => n.type === "CoSSampler");
   if (sampler && res.live[sampler.id]) {

@@ -14,21 +14,6 @@ const SCRUBBER = "cos_step_scrubber";
 const LIVE = "cos_live_preview";
 const ENERGY = "cos_energy_viewer";
 
-// This pack's folder name, as ComfyUI serves it: /extensions/<pack>/js/chain_of_steps.js
-const PACK = decodeURIComponent(new URL(import.meta.url).pathname.split("/extensions/")[1]?.split("/")[0] ?? "");
-
-// ComfyUI lists every .json of a pack's workflows folder as a template, workflows/index.json (the
-// templates' titles and descriptions, in the core Templates index format) included; frontend 1.49.6
-// would show it as a broken "index" template, so it is dropped from this pack's list.
-const getWorkflowTemplates = api.getWorkflowTemplates?.bind(api);
-if (getWorkflowTemplates) {
-  api.getWorkflowTemplates = async (...args) => {
-    const all = await getWorkflowTemplates(...args);
-    if (Array.isArray(all?.[PACK])) all[PACK] = all[PACK].filter((name) => name !== "index");
-    return all;
-  };
-}
-
 function loadCss() {
   const href = new URL("../css/chain_of_steps.css", import.meta.url).href;
   if (document.querySelector(`link[href="${href}"]`)) return;
