@@ -58,6 +58,62 @@ def test_maze_video_draws_the_path_progressively():
     assert all(a <= b for a, b in zip(drawn, drawn[1:]))
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_door_solution_is_a_shortest_route_through_the_only_gap(seed):
+    inst = tasks.task("door", seed)
+    walls, path = inst.info["walls"], inst.info["path"]
+    door_r, wall_c = inst.info["door"]
+    assert walls[:, wall_c].sum() == tasks.GRID - 1 and not walls[door_r, wall_c] and walls.sum() == tasks.GRID - 1
+    assert abs(inst.info["start"][0] - door_r) >= 2 and abs(inst.info["goal"][0] - door_r) >= 2
+    assert inst.info["start"][1] < wall_c < inst.info["goal"][1]
+    assert path[0] == inst.info["start"] and path[-1] == inst.info["goal"] and (door_r, wall_c) in path
+    assert all(abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1 for a, b in zip(path, path[1:]))
+    assert len(path) == len(tasks.shortest_path(~walls, inst.info["start"], inst.info["goal"]))
+    assert tasks.score(inst, inst.pixels())["success"] == 1.0
+    assert tasks.score(inst, np.repeat(inst.pixels()[:1], tasks.FRAMES, 0))["success"] == 0.0
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_door_straight_route_through_the_wall_and_gaps_score_zero(seed):
+    inst = tasks.task("door", seed)
+    (r0, c0), (r1, c1) = inst.info["start"], inst.info["goal"]
+    naive = inst.video[0].copy()                                   # along the start row, then down/up: hits the wall
+    for c in range(c0 + 1, c1 + 1):
+        naive[r0, c] = tasks.PALETTE["path"]
+    for r in range(min(r0, r1), max(r0, r1) + 1):
+        naive[r, c1] = tasks.PALETTE["path"]
+    naive[inst.info["goal"]] = tasks.PALETTE["goal"]
+    assert tasks.score(inst, naive[None], pixels=False)["success"] == 0.0
+    gap = inst.video[-1].copy()
+    gap[inst.info["door"]] = tasks.PALETTE["free"]                  # the route stops short of the door
+    assert tasks.score(inst, gap[None], pixels=False)["success"] == 0.0
+
+
+def test_two_room_mazes_for_the_curriculum():
+    for seed in range(10):
+        inst = tasks.task("maze", seed, 2)
+        assert inst.info["walls"][5:].all() and inst.info["walls"][:, 5:].all()
+        assert tasks.score(inst, inst.pixels())["success"] == 1.0
+
+
+def test_training_loss_weights_follow_only_the_given_first_frame():
+    from tools.toy.train import FIXED_WEIGHT, FREE_WEIGHT, loss_weights
+
+    insts = [tasks.task("maze", 2, 3), tasks.task("dot", 2)]
+    cells = torch.from_numpy(np.stack([i.video for i in insts]))
+    w = loss_weights(cells, toy_latent.latent_frames(tasks.FRAMES))
+    assert w.shape == (2, 1, 5, tasks.GRID, tasks.GRID)
+    assert (w[:, :, 0] == FIXED_WEIGHT).all()                                     # given by the conditioning
+    maze = insts[0].info
+    fixed = maze["walls"].copy()
+    fixed[maze["start"]] = fixed[maze["goal"]] = True
+    assert (w[0, 0, 1:][:, torch.from_numpy(fixed)] == FIXED_WEIGHT).all()
+    assert (w[0, 0, 1:][:, torch.from_numpy(~fixed)] == FREE_WEIGHT).all()
+    assert (w[1, 0, 1:] == FREE_WEIGHT).all()                                     # dot: every cell may change
+    for cell in maze["path"][1:-1]:                                               # every answer cell is weighted fully
+        assert (w[0, 0, 1:, cell[0], cell[1]] == FREE_WEIGHT).all()
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_dot_solution_scores_one_and_start_scores_zero(seed):
     inst = tasks.task("dot", seed)

@@ -11,6 +11,10 @@ Tasks:
   draws the path (blue) from start to goal a few cells per frame. Scored on the final frame: the
   blue cells plus start and goal must connect start to goal through free cells (4-connected), and
   the drawn path may not be a flood (at most twice the true path's length).
+- ``door``: a wall (black) crosses the board with a single gap (the door); a green start on one side, a red
+  goal on the other. The video draws a shortest route (blue) from start through the door to the goal.
+  Start and goal rows are at least two cells from the door's row, so the straight route is always
+  blocked: the model has to find the door. Scored like the maze (connected through free cells, no flood).
 - ``dot``: a blue 2×2 dot and a yellow 2×2 marker in one corner; the video moves the dot in a
   straight line onto the marker. Scored on the final frame: the blue blob's centre lies within one
   cell of the marker's centre.
@@ -25,7 +29,7 @@ import numpy as np
 GRID = 12
 CELL = 8
 FRAMES = 17
-KINDS = ("maze", "dot")
+KINDS = ("maze", "dot", "door")
 
 PALETTE = {
     "free": (1.0, 1.0, 1.0),
@@ -139,13 +143,54 @@ def make_maze(seed: int, grid: int = GRID, frames: int = FRAMES, rooms: int | No
     board = np.where(walls[..., None], _COLOURS[label("wall")], _COLOURS[label("free")]).astype(np.float32)
     board[start] = PALETTE["start"]
     board[goal] = PALETTE["goal"]
+    return Instance("maze", seed, _draw_route(board, path, frames),
+                    {"walls": walls, "start": start, "goal": goal, "path": path})
+
+
+def _draw_route(board: np.ndarray, path: list[tuple[int, int]], frames: int) -> np.ndarray:
+    """A video of ``board`` with the inner cells of ``path`` drawn blue progressively (all by the last frame)."""
     inner = path[1:-1]
     video = np.repeat(board[None], frames, axis=0)
     for f in range(1, frames):
         k = int(round(len(inner) * f / (frames - 1)))
         for cell in inner[:k]:
             video[f][cell] = PALETTE["path"]
-    return Instance("maze", seed, video, {"walls": walls, "start": start, "goal": goal, "path": path})
+    return video
+
+
+# ---------------------------------------------------------------------------------------------- door
+def make_door(seed: int, grid: int = GRID, frames: int = FRAMES) -> Instance:
+    """A vertical wall with one door; start left of it, goal right of it, both rows ≥ 2 away from the door."""
+    rng = np.random.default_rng([seed, 3])
+    wall_c = int(rng.integers(4, grid - 4))
+    door_r = int(rng.integers(grid))
+    rows = [r for r in range(grid) if abs(r - door_r) >= 2]
+    start = (int(rng.choice(rows)), int(rng.integers(0, wall_c - 1)))
+    goal = (int(rng.choice(rows)), int(rng.integers(wall_c + 2, grid)))
+    walls = np.zeros((grid, grid), dtype=bool)
+    walls[:, wall_c] = True
+    walls[door_r, wall_c] = False
+    path = [start]
+
+    def walk(to):
+        r, c = path[-1]
+        while (r, c) != to:
+            if c != to[1]:
+                c += 1 if to[1] > c else -1
+            else:
+                r += 1 if to[0] > r else -1
+            path.append((r, c))
+
+    walk((start[0], wall_c - 1))           # to the wall, along the door side, through the door, to the goal
+    walk((door_r, wall_c - 1))
+    walk((door_r, wall_c + 1))
+    walk((goal[0], wall_c + 1))
+    walk(goal)
+    board = np.where(walls[..., None], _COLOURS[label("wall")], _COLOURS[label("free")]).astype(np.float32)
+    board[start] = PALETTE["start"]
+    board[goal] = PALETTE["goal"]
+    return Instance("door", seed, _draw_route(board, path, frames),
+                    {"walls": walls, "start": start, "goal": goal, "path": path, "door": (door_r, wall_c)})
 
 
 def score_maze(inst: Instance, final_cells: np.ndarray) -> dict:
@@ -211,6 +256,8 @@ def make_task(kind: str, seed: int, **kw) -> Instance:
         return make_maze(seed, **kw)
     if kind == "dot":
         return make_dot(seed, **kw)
+    if kind == "door":
+        return make_door(seed, **kw)
     raise ValueError(f"kind: '{kind}' is not one of {KINDS}")
 
 
@@ -218,7 +265,7 @@ def score(inst: Instance, video: np.ndarray, pixels: bool = True) -> dict:
     """Score a generated video's final frame. ``video``: (F, H, W, 3) pixels (or cells if not ``pixels``)."""
     final = np.asarray(video, dtype=np.float32)[-1]
     cells = downsample(final) if pixels else final
-    return score_maze(inst, cells) if inst.kind == "maze" else score_dot(inst, cells)
+    return score_dot(inst, cells) if inst.kind == "dot" else score_maze(inst, cells)
 
 
 def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -233,10 +280,10 @@ def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def task(kind: str, seed: int, rooms: int = 5) -> Instance:
-    """The held-out evaluation instance used by the trainer, the toy nodes and the tests.
+    """The held-out evaluation instance used by the trainer, the toy nodes and the tests (``rooms``: maze only).
 
     Training uses seeds ≥ 1 000 000 (``tools/toy/train.py``); evaluate on smaller seeds.
     """
     if kind == "maze":
-        return make_maze(seed, rooms=rooms, min_len=3 if rooms == 3 else 7)
+        return make_maze(seed, rooms=rooms, min_len=3 if rooms <= 3 else 7)
     return make_task(kind, seed)
