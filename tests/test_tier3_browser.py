@@ -239,6 +239,8 @@ def test_workflow_runs_from_the_templates_browser(browser_run, name):
         assert all(f["status"] == 200 and f["bytes"] > 0 for f in row["fetched"]), row
     for shot in res["shots"]:
         assert Path(shot).stat().st_size > 10_000
+    # the shipped layout leaves room for what the run shows (scrubbers, viewers, pictures)
+    assert not res["overlaps"], f"nodes cover each other after the run: {res['overlaps']}"
 
 
 def test_the_run_covers_every_shipped_workflow(browser_run):

@@ -153,6 +153,7 @@ async function makeTiny(page, overrides, unlink = []) {
       const tiny = LG.createNode(standIns[loader] ?? "CoSTinyTextEncode");
       tiny.pos = [node.pos[0], node.pos[1]];
       g.add(tiny);
+      tiny.setSize([...node.size]); // in the place of the node it stands in for, not over its neighbours
       tiny.widgets[0].value = node.widgets[0].value;
       for (const linkId of [...(node.outputs[0].links ?? [])]) {
         const link = linkOf(linkId);
@@ -232,6 +233,29 @@ async function checkOutputs(page, outputs) {
     }
   }
   return rows;
+}
+
+// Nodes that cover each other once the run's outputs (pictures, scrubbers, viewers) are shown.
+async function overlappingNodes(page) {
+  return page.evaluate(() => {
+    const title = window.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+    // the test's own text-encoder stand-ins are left out: they are not part of the shipped layout
+    const boxes = window.app.graph.nodes.filter((n) => !n.flags?.collapsed && !n.type.startsWith("CoSTiny")).map((n) => {
+      const r = n.boundingRect ?? [n.pos[0], n.pos[1] - title, n.size[0], n.size[1] + title];
+      return { id: n.id, type: n.type, x0: r[0], y0: r[1], x1: r[0] + r[2], y1: r[1] + r[3] };
+    });
+    const out = [];
+    window.__cosBoxes = boxes;
+    for (let i = 0; i < boxes.length; i++) {
+      for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i], b = boxes[j];
+        const w = Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0);
+        const h = Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0);
+        if (w > 4 && h > 4) out.push({ a: `${a.id} ${a.type}`, b: `${b.id} ${b.type}`, w: Math.round(w), h: Math.round(h) });
+      }
+    }
+    return out;
+  });
 }
 
 // --- views ---------------------------------------------------------------------------------------
@@ -360,6 +384,9 @@ async function runWorkflow(page, wf, index) {
   res.tiny = await makeTiny(page, wf.overrides, wf.unlink);
   Object.assign(res, await runGraph(page, config.timeoutMs));
   res.outputs = await checkOutputs(page, wf.outputs);
+  await settle(page, 500);
+  res.overlaps = await overlappingNodes(page);
+  res.boxes = await page.evaluate(() => window.__cosBoxes);
   await fitView(page);
   res.shots.push(await shot(page, `${tag}_graph`));
   const nodes = await page.evaluate(() => window.app.graph.nodes.map((n) => ({ id: n.id, type: n.type })));
