@@ -9,6 +9,7 @@ LTXVConditioning's frame rate.
 """
 from __future__ import annotations
 
+import io
 import types
 
 import pytest
@@ -567,3 +568,79 @@ def test_workflow_validates_on_a_live_server():
               for node in rejected.value.body["node_errors"].values() for error in node["errors"]]
     assert errors and all(kind == "value_not_in_list" for _, kind, _ in errors), errors
     assert {name for _, _, name in errors} <= {"ckpt_name", "text_encoder", "lora_name", "model_name"}
+
+
+# --- the tiny LTX-2.3 stand-ins (tools/tiny.py) and the shipped workflow run end to end on them -------------------
+
+def test_tiny_ltx23_stand_ins_load_through_comfyuis_loaders(tmp_path, monkeypatch):
+    """The tiny LTX-2.3 checkpoint, LoRA and latent upscaler are taken by the loaders the workflow uses, as the
+    real files are: CheckpointLoaderSimple (an LTXAV model with the 2.3 options, the video VAE, no text
+    encoder), LTXVAudioVAELoader (audio VAE + vocoder from the same file), LoraLoaderModelOnly (every LoRA
+    key matches a weight) and LatentUpscaleModelLoader; the Gemma stand-in's context has the width the
+    model passes on unchanged."""
+    import folder_paths
+    import nodes
+    from comfy_extras.nodes_hunyuan import LatentUpscaleModelLoader
+    from comfy_extras.nodes_lt_audio import LTXVAudioVAELoader
+
+    from tools.tiny import (LTX23_CONTEXT_WIDTH, TINY_LTX23, TINY_LTX23_LORA, TINY_LTX23_UPSCALER,
+                            ltx23_lora_state_dict, write_tiny_ltx23_models)
+    from tools.tiny_nodes.cos_tiny_stand_ins import LTX_WIDTH, CoSTinyLTXTextEncode
+
+    write_tiny_ltx23_models(tmp_path)
+    for folder in ("checkpoints", "loras", "latent_upscale_models"):
+        monkeypatch.setitem(folder_paths.folder_names_and_paths, folder,
+                            ([str(tmp_path / folder)], folder_paths.supported_pt_extensions))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(TINY_LTX23)[:3]
+    diffusion = model.model.diffusion_model
+    assert type(model.model).__name__ == "LTXAV" and clip is None
+    assert diffusion.caption_proj_before_connector and diffusion.apply_gated_attention
+    assert type(vae.first_stage_model).__name__ == "VideoVAE" and vae.latent_channels == 128
+    audio_vae = LTXVAudioVAELoader.execute(TINY_LTX23).result[0]
+    assert type(audio_vae.first_stage_model).__name__ == "AudioVAE"
+    with_lora = nodes.LoraLoaderModelOnly().load_lora_model_only(model, TINY_LTX23_LORA, 0.5)[0]
+    assert len(with_lora.patches) == len(ltx23_lora_state_dict(0)) // 2, "every LoRA pair patches one weight"
+    upscaler = LatentUpscaleModelLoader.execute(TINY_LTX23_UPSCALER).result[0]
+    assert type(upscaler.model).__name__ == "LatentUpsampler"
+    assert LTX_WIDTH == LTX23_CONTEXT_WIDTH
+    (context, extra), = CoSTinyLTXTextEncode.execute("a prompt").result[0]
+    assert context.shape[-1] == LTX_WIDTH and extra["attention_mask"].dtype == torch.long
+    assert diffusion.preprocess_text_embeds(context) is context, "a processed context passes unchanged"
+
+
+@pytest.mark.server
+def test_workflow_runs_end_to_end_on_the_tiny_stand_ins(tmp_path):
+    """The shipped LTX-2.3 workflow, converted strictly and made tiny as the thumbnails and the browser test do
+    (tiny checkpoint, LoRA and upscaler under their official names; CLIPTextEncode → CoSTinyLTXTextEncode),
+    runs to the end: both stages sample, every output node answers, the final video with sound is saved."""
+    from tools.comfy_server import ComfyClient, ComfyServer, comfy_python, write_tiny_models
+    from tools.cos_run import output_files
+    from tools.workflow_thumbnails import input_images, tiny_prompt
+
+    from comfy_fixtures import comfy_path
+
+    root = comfy_path()
+    python = comfy_python(root)
+    models = write_tiny_models(python, root, tmp_path / "models")
+    with ComfyServer(root, python=python, cpu=True, tiny_models=models, log=lambda *_: None) as server:
+        client = ComfyClient(server.url)
+        prompt = tiny_prompt(_workflow(), server.object_info, input_images(client, tmp_path / "inputs"))
+        assert {v["class_type"] for v in prompt.values()} >= {"CoSTinyLTXTextEncode", "CheckpointLoaderSimple"}
+        assert "LTXAVTextEncoderLoader" not in {v["class_type"] for v in prompt.values()}
+        history = client.run(prompt, timeout=600)
+        files = output_files(history)
+        by_node = {}
+        for entry in files:
+            by_node.setdefault(entry["node"], []).append(entry)
+        for node_id in ("40", "42", "44", "46"):  # stage-1 grids (latent2rgb, VAE), audio spectrograms, stage 2
+            (picture,) = by_node[node_id]
+            assert len(client.view(picture["filename"], picture["subfolder"], picture["type"])) > 1000
+        (video,) = by_node["38"]
+        assert video["filename"].endswith(".mp4")
+        data = client.view(video["filename"], video["subfolder"], video["type"])
+        av = pytest.importorskip("av")
+        with av.open(io.BytesIO(data)) as container:
+            kinds = sorted(stream.type for stream in container.streams)
+        assert kinds == ["audio", "video"], "the final video carries the generated sound"
+        assert history["outputs"]["47"], "the stage-1 trace is saved"
