@@ -1,6 +1,6 @@
 """CoS-Toy nodes: the shipped tiny trained Wan I2V model, its weight-free VAE, task and scorer.
 
-The model is ComfyUI's own ``WanModel`` (30 blocks, dim 128, Wan2.2-I2V layout with in_dim 36) trained
+The model is ComfyUI's own ``WanModel`` (30 blocks, dim 64, Wan2.2-I2V layout with in_dim 36) trained
 on procedural reasoning videos (``cos_core/toy``; training code in ``tools/toy``). Graph:
 CoS Toy Task → WanImageToVideo (CoS Toy VAE, width = height = 96, length 17) → CoS Sampler (CoS Toy
 Model as model_high, cfg 1) → VAE Decode (CoS Toy VAE) → CoS Toy Score.
@@ -82,8 +82,8 @@ class CoSToyModel(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="CoSToyModel", display_name="CoS Toy Model (tiny trained Wan I2V)", category="Chain-of-Steps/toy",
-            description=("The shipped CoS-Toy model: ComfyUI's own Wan I2V architecture (30 blocks, dim 128, 13 MB) "
-                         "trained on procedural maze and move-the-dot videos, 96×96, 17 frames. Runs on a CPU."),
+            description=("The shipped CoS-Toy model: ComfyUI's own Wan I2V architecture (30 blocks, dim 64, 4.8 MB) "
+                         "trained on procedural maze, door and move-the-dot videos, 96×96, 17 frames. Runs on a CPU."),
             inputs=[io.Float.Input("shift", default=5.0, min=0.5, max=20.0, step=0.5,
                                    tooltip="ModelSamplingSD3 shift applied to the model.")],
             outputs=[io.Model.Output(display_name="model")],

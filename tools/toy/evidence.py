@@ -83,14 +83,31 @@ class Toy:
 
 
 def stage_a(t: Toy, out: dict):
+    """x̂0 grids: dot seed 0, and for maze (3 rooms) and door the first seed from 0 up that this run solves
+    (the seeds tried before it are recorded: they show how often it fails). Mazes whose path is shorter
+    than 7 cells (start and goal two rooms apart at most) are skipped: they show too little."""
+    from cos_core.toy import tasks
+
     from chain_of_steps_pack.nodes.decode import CoSDecodeSteps
 
-    for kind, seed in (("dot", 0), ("maze", 1)):
-        pos, neg, lat = t.inputs(kind, seed)
-        _, _, trace, _ = t.sample(pos, neg, lat, seed=0)
+    shown = {}
+    for kind, first in (("dot", 0), ("maze", 0), ("door", 0)):
+        tried = []
+        for seed in range(first, first + 40):
+            if kind == "maze" and len(tasks.task(kind, seed, 3).info["path"]) < 7:
+                continue
+            pos, neg, lat = t.inputs(kind, seed)
+            o, _, trace, _ = t.sample(pos, neg, lat, seed=0)
+            tried.append(seed)
+            if t.score(o["samples"], kind, seed)[0] == 1.0 or kind == "dot":
+                break
         img = CoSDecodeSteps.PREPARE_CLASS_CLONE(None).execute(trace, "vae", "grid: steps × frames", "all", 5, -1,
                                                                vae=t.vae).result[0]
         save_png(img, f"toy_x0_grid_{kind}.png")
+        shown[kind] = {"seed": tried[-1], "solved": t.score(o["samples"], kind, tried[-1])[0], "tried": tried}
+    out["x0_grid"] = shown
+    out.pop("x0_grid_solved", None)
+    print("x0 grids:", shown, flush=True)
 
 
 def rate(successes):
@@ -208,11 +225,18 @@ def stage_t(out: dict):
     ax[0].plot(*zip(*loss))
     ax[0].set_yscale("log")
     ax[0].set_xlabel("step")
-    ax[0].set_title("flow-matching loss (v-MSE)")
+    ax[0].set_title("weighted v-MSE loss (dotted: run 1 | run 2)")
     for key in evals[-1][1]:
-        ax[1].plot([s for s, _ in evals], [e[key]["success"] for _, e in evals], marker="o", label=key)
+        pts = [(s, e[key]["success"]) for s, e in evals if key in e]
+        ax[1].plot(*zip(*pts), marker="o", label=key)
+    ends = [0]
+    for run in info["runs"]:
+        ends.append(ends[-1] + run["steps"])
+    for a in ax:
+        for x in ends[1:-1]:
+            a.axvline(x, color="grey", ls=":", lw=1)
     ax[1].set_xlabel("step")
-    ax[1].set_title("held-out success (128 each, 20 Euler steps)")
+    ax[1].set_title("held-out success (n=128, 20 Euler steps)")
     ax[1].legend()
     fig.tight_layout()
     fig.savefig(IMG / "toy_training.png")
@@ -229,7 +253,8 @@ def stage_n(out: dict):
 
     data = json.loads((ROOT / "tools" / "toy" / "weights" / "evidence_gpu.json").read_text())
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.4), dpi=100, sharey=True)
-    for name in ("dot", "maze3", "maze4"):
+    names = [k for k, v in data.items() if isinstance(v, dict) and "clean" in v]
+    for name in names:
         res = data[name]
         for a, mode, count in ((ax[0], "step", 10), (ax[1], "frame", 5)):
             ys = [res[f"{mode} {i}"]["success"] for i in range(count)]
@@ -238,10 +263,12 @@ def stage_n(out: dict):
             line, = a.plot(range(count), ys, marker="o", label=f"{name} (clean {res['clean']['success']:.2f})")
             a.fill_between(range(count), lo, hi, color=line.get_color(), alpha=0.2)
             a.axhline(res["clean"]["success"], color=line.get_color(), ls=":", lw=1)
-    ax[0].set_title("noise at step s (all frames), n=192 each")
+    ax[0].set_title(f"noise at step s (all frames), n={data.get('n', 192)} each")
     ax[0].set_xlabel("step s (0 = noisiest, 10 steps)")
     ax[1].set_title("noise at latent frame f (every step)")
     ax[1].set_xlabel("latent frame f")
+    ax[1].set_xticks(range(5))
+    ax[0].set_xticks(range(10))
     ax[0].set_ylabel("success (95% Wilson CI)")
     ax[1].legend(fontsize=8)
     fig.tight_layout()
