@@ -81,6 +81,22 @@ def wan_vae_state_dict(seed: int, dim: int = 16) -> dict[str, torch.Tensor]:
     return _init({k: v for k, v in vae.state_dict().items()}, seed)
 
 
+def _write_plan(models_dir: str | os.PathLike, plan: dict) -> dict[str, Path]:
+    """Write ``{file name: (folder, build)}`` with ``build() -> (state dict, metadata or None)`` under
+    ``models_dir/<folder>``, atomically; existing files are kept. Returns file name → path."""
+    written = {}
+    for name, (folder, build) in plan.items():
+        path = Path(models_dir) / folder / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sd, metadata = build()
+            tmp = path.with_suffix(".tmp")
+            save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
+            os.replace(tmp, path)
+        written[name] = path
+    return written
+
+
 def write_tiny_models(models_dir: str | os.PathLike, num_layers: int = 4) -> dict[str, Path]:
     """Write the tiny stand-ins of :data:`TINY_FOLDERS` under ``models_dir/<folder>`` (the Wan files and, through
     :func:`write_tiny_ltx23_models`, the LTX-2.3 ones); existing files are kept.
@@ -91,22 +107,13 @@ def write_tiny_models(models_dir: str | os.PathLike, num_layers: int = 4) -> dic
     models_dir = Path(models_dir)
     plan = {
         TINY_FILES["wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"]:
-            ("diffusion_models", lambda: wan_state_dict(1, in_dim=36, num_layers=num_layers)),
+            ("diffusion_models", lambda: (wan_state_dict(1, in_dim=36, num_layers=num_layers), None)),
         TINY_FILES["wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors"]:
-            ("diffusion_models", lambda: wan_state_dict(2, in_dim=36, num_layers=num_layers)),
-        TINY_T2V: ("diffusion_models", lambda: wan_state_dict(3, num_layers=num_layers)),
-        TINY_FILES["wan_2.1_vae.safetensors"]: ("vae", lambda: wan_vae_state_dict(4)),
+            ("diffusion_models", lambda: (wan_state_dict(2, in_dim=36, num_layers=num_layers), None)),
+        TINY_T2V: ("diffusion_models", lambda: (wan_state_dict(3, num_layers=num_layers), None)),
+        TINY_FILES["wan_2.1_vae.safetensors"]: ("vae", lambda: (wan_vae_state_dict(4), None)),
     }
-    written = {}
-    for name, (folder, build) in plan.items():
-        path = models_dir / folder / name
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            save_file({k: v.contiguous() for k, v in build().items()}, str(tmp))
-            os.replace(tmp, path)
-        written[name] = path
-    return written | write_tiny_ltx23_models(models_dir)
+    return _write_plan(models_dir, plan) | write_tiny_ltx23_models(models_dir)
 
 
 # LTX (ComfyUI's comfy.ldm.lightricks). Detection needs 32 heads (head_dim = attn2.to_k rows // 32),
@@ -191,17 +198,7 @@ def write_tiny_ltx_models(models_dir: str | os.PathLike, num_layers: int = 3) ->
     plan = {TINY_LTXV: ("diffusion_models", lambda: ltxv_state_dict(21, num_layers)),
             TINY_LTXAV: ("diffusion_models", lambda: ltxav_state_dict(22, num_layers)),
             TINY_LTX_AUDIO_VAE: ("checkpoints", lambda: ltx_audio_vae_state_dict(23))}
-    written = {}
-    for name, (folder, build) in plan.items():
-        path = Path(models_dir) / folder / name
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sd, metadata = build()
-            tmp = path.with_suffix(".tmp")
-            save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
-            os.replace(tmp, path)
-        written[name] = path
-    return written
+    return _write_plan(models_dir, plan)
 
 
 # LTX-2.3 as ComfyUI's LTX-2.3 templates load it: one checkpoint file (CheckpointLoaderSimple: the model and the
@@ -316,14 +313,4 @@ def write_tiny_ltx23_models(models_dir: str | os.PathLike, num_layers: int = 3) 
     plan = {TINY_LTX23: ("checkpoints", lambda: ltx23_checkpoint_state_dict(31, num_layers)),
             TINY_LTX23_LORA: ("loras", lambda: (ltx23_lora_state_dict(34, num_layers=num_layers), None)),
             TINY_LTX23_UPSCALER: ("latent_upscale_models", lambda: ltx23_upscaler_state_dict(35))}
-    written = {}
-    for name, (folder, build) in plan.items():
-        path = Path(models_dir) / folder / name
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sd, metadata = build()
-            tmp = path.with_suffix(".tmp")
-            save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
-            os.replace(tmp, path)
-        written[name] = path
-    return written
+    return _write_plan(models_dir, plan)
