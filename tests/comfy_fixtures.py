@@ -126,3 +126,11 @@ def deep(comfy_root):
         return ModelSamplingSD3().patch(model, 5.0)[0]
 
     return types.SimpleNamespace(high=build(11), low=build(12))
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """A client of the module's ``server`` fixture (each tier-2 module starts its own server)."""
+    from tools.comfy_server import ComfyClient
+
+    return ComfyClient(server.url)

@@ -30,13 +30,6 @@ def server(tmp_path_factory):
     yield from module_server(tmp_path_factory, flux=True)
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    from tools.comfy_server import ComfyClient
-
-    return ComfyClient(server.url)
-
-
 _health_seeds = itertools.count(50_000)
 
 

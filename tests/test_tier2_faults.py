@@ -34,13 +34,6 @@ def server(tmp_path_factory):
     yield from module_server(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    from tools.comfy_server import ComfyClient
-
-    return ComfyClient(server.url)
-
-
 def untouched_model(client) -> dict:
     """The shared MODEL before a fault: nothing attached but ModelSamplingSD3's object patch.
 

@@ -34,13 +34,6 @@ def server(tmp_path_factory):
     yield from module_server(tmp_path_factory, extra_args=["--cache-lru", "32"])
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    from tools.comfy_server import ComfyClient
-
-    return ComfyClient(server.url)
-
-
 def rss_mib(pid: int) -> float:
     """Resident memory of a process (psutil, else /proc)."""
     try:

@@ -35,13 +35,6 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    from tools.comfy_server import ComfyClient
-
-    return ComfyClient(server.url)
-
-
-@pytest.fixture(scope="module")
 def image_name(client):
     from tools.cos_run import default_image
 

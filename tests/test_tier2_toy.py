@@ -37,13 +37,6 @@ def server():
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    from tools.comfy_server import ComfyClient
-
-    return ComfyClient(server.url)
-
-
 def api_prompt(server, name: str) -> dict:
     from tools.workflow_api import ui_to_api
 

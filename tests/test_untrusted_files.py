@@ -278,13 +278,6 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    from tools.comfy_server import ComfyClient
-
-    return ComfyClient(server.url)
-
-
-@pytest.fixture(scope="module")
 def planted(server, tmp_path_factory):
     """Hostile files and links planted in the server's output folder; an 'outside' folder beside it."""
     outside = tmp_path_factory.mktemp("outside")
