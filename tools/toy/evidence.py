@@ -225,7 +225,7 @@ def stage_t(out: dict):
     ax[0].plot(*zip(*loss))
     ax[0].set_yscale("log")
     ax[0].set_xlabel("step")
-    ax[0].set_title("weighted v-MSE loss (dotted: run 1 | run 2)")
+    ax[0].set_title("weighted v-MSE loss (dotted: run boundaries)")
     for key in evals[-1][1]:
         pts = [(s, e[key]["success"]) for s, e in evals if key in e]
         ax[1].plot(*zip(*pts), marker="o", label=key)
