@@ -258,7 +258,9 @@ def test_toy_scores_and_file_kinds_from_history():
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--tiny", "--workflow", "workflows/wan22_i2v_chain_of_steps.json"], "use --tiny random"),
+    (["--tiny", "--workflow", "workflows/ltx23_i2v_chain_of_steps.json"], "cannot run on CoS-Toy"),
+    (["--tiny", "--workflow", "workflows/wan22_i2v_chain_of_steps.json", "--image", "x.png"],
+     "--image: not for the CoS-Toy workflow"),
     (["--tiny", "--size", "64x64"], "--size: not for the CoS-Toy workflow"),
     (["--tiny", "--prompt", "a cat"], "--prompt: not for the CoS-Toy workflow"),
     (["--task", "dot"], "--task: only for CoS-Toy workflows"),
@@ -296,3 +298,22 @@ def test_relative_paths_mean_the_callers_folder(tmp_path):
     args = cos_run.build_parser().parse_args(["--out", "o"])
     cos_run.caller_paths(args, None)
     assert str(args.out) == "o"
+
+
+def test_a_killed_runner_still_runs_its_cleanup():
+    """SIGTERM (a CI timeout, ``kill``) becomes SystemExit(143): the runner's ``finally`` stops the ComfyUI it
+    started instead of leaving it running in its own session."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, time\n"
+            "from tools.comfy_server import exit_on_sigterm\n"
+            "exit_on_sigterm()\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    time.sleep(30)\n"
+            "finally:\n"
+            "    print('server stopped', flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=cos_run.REPO_ROOT, capture_output=True, text=True,
+                          timeout=20)
+    assert done.returncode == 143 and done.stdout == "server stopped\n", (done.returncode, done.stdout, done.stderr)

@@ -125,7 +125,7 @@ def test_main_job_flags_choose_the_puzzle_and_steps(server, tmp_path, capsys):
     (["--tiny", "--image", "x.png"], "--image: not for the CoS-Toy workflow"),
     (["--tiny", "--task", "chess"], "--task: 'chess' is not one of maze, dot"),
     (["--tiny", "--task-seed", "1000000"], "--task-seed: 1000000 is outside 0..999999"),
-    (["--tiny", "--workflow", str(WORKFLOWS / "wan22_i2v_chain_of_steps.json")], "use --tiny random"),
+    (["--tiny", "--workflow", str(WORKFLOWS / "ltx23_i2v_chain_of_steps.json")], "use --tiny random"),
     (["--tiny", "random", "--task", "dot"], "--task: only for CoS-Toy workflows"),
 ])
 def test_main_job_refuses_what_the_toy_cannot_do(server, tmp_path, capsys, argv, message):
@@ -176,3 +176,70 @@ def test_toy_score_through_the_server_scores_the_reference_and_flags_another_tas
 
     with pytest.raises(PromptFailed, match="frames"):
         run(3, frames=5)
+
+
+def test_main_job_runs_a_wan22_workflow_on_the_toy(server, tmp_path, capsys):
+    """``--tiny --workflow wan22_i2v_chain_of_steps.json``: the Wan2.2 two-expert graph with CoS-Toy in place of
+    both experts, the VAE, the start image and the text; it solves the maze it is given, its x̂0 grids are
+    decoded by the toy VAE (Wan's latent2rgb factors would misdraw the toy's latents), and nothing is noise."""
+    import numpy as np
+    from PIL import Image
+
+    from tools import cos_run
+
+    out = tmp_path / "out"
+    argv = ["--server", server.url, "--tiny", "--workflow", str(WORKFLOWS / "wan22_i2v_chain_of_steps.json"),
+            "--no-progress", "--out", str(out)]
+    assert cos_run.main(argv) == 0
+    assert "CoS-Toy score (node 21): maze seed 0: SOLVED (1/1 videos)" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "cos-toy" and summary["settings"]["image"] is None
+    assert (summary["toy_score"]["kind"], summary["toy_score"]["success"]) == ("maze", 1.0)
+    changes = "\n".join(summary["changes"])
+    for text in ("node 1 UNETLoader wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors → CoSToyModel",
+                 "node 2 UNETLoader wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors → CoSToyModel",
+                 "node 9 LoadImage → CoSToyTask maze seed 0", "node 11 CoSSampler: cfg = 1.0",
+                 "node 11 CoSSampler: switch_step = 5", "node 15 CoSDecodeSteps: mode = 'vae' on the toy VAE"):
+        assert text in changes, (text, changes)
+    grids = [out / f["path"] for f in summary["files"] if f["kind"] == "x0 grid"]
+    assert len(grids) == 2
+    for grid in grids:
+        with Image.open(grid) as im:
+            pixels = np.asarray(im.convert("RGB")).astype(np.int16)
+        # the maze's white floor and the drawn blue path, in the task's exact colours
+        white = (pixels.min(axis=-1) > 225).sum()
+        blue = ((pixels[..., 2] > 180) & (pixels[..., 0] < 80) & (pixels[..., 1] < 80)).sum()
+        assert white > 6 * 5 * 64 and blue > 6 * 64, (grid.name, white, blue)
+
+
+TOY_VARIANTS = ["wan22_i2v_layer_energy_pca", "wan22_i2v_layer_swap", "wan22_i2v_noise_step_vs_frame",
+                "wan22_i2v_preview_pick_finish", "wan22_i2v_seed_ensemble_vs_baseline"]
+
+
+@pytest.mark.parametrize("name", TOY_VARIANTS)
+def test_every_wan22_workflow_runs_as_its_toy_variant(server, client, name):
+    """Each other shipped Wan2.2 I2V workflow runs on CoS-Toy (fast recipe) and scores what it decodes; the
+    ensemble workflow scores its baseline and its ensemble video side by side."""
+    import numpy as np
+
+    from tools.cos_run import output_files
+    from tools.tiny_recipe import apply_to_prompt
+    from tools.toy_recipe import toy_overrides, toy_rewrite
+
+    workflow = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+    prompt = api_prompt(server, name)
+    apply_to_prompt(prompt, toy_overrides(workflow, server.object_info, fast=True))
+    toy_rewrite(prompt)
+    history = client.run(prompt, timeout=900)
+    assert history["status"]["status_str"] == "success"
+    pictures = [f for f in output_files(history) if f["filename"].endswith(".png") and f["type"] == "output"]
+    assert pictures, name
+    for item in pictures:
+        pixels = picture(client, history, item["node"]).astype(np.int16)
+        assert pixels.reshape(-1, 3).std(axis=0).max() > 10, f"{name} node {item['node']}: a flat picture"
+    scores = {k: v["cos_toy_score"][0] for k, v in history["outputs"].items() if "cos_toy_score" in v}
+    decoders = [k for k, v in prompt.items() if v["class_type"] == "VAEDecode"]
+    assert len(scores) == len(decoders) == (2 if name.endswith("ensemble_vs_baseline") else
+                                            0 if name.endswith("layer_swap") else 1), (name, scores)
+    for score in scores.values():
+        assert (score["kind"], score["seed"], score["videos"]) == ("maze", 0, 1) and "warning" not in score

@@ -126,6 +126,16 @@ def has_accelerator(python: str) -> bool:
         return False
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit(143)``, so a runner that is killed still runs its ``finally`` blocks and
+    stops the ComfyUI it started (which lives in its own process session and would outlive it otherwise).
+    Only from the main thread (where Python lets a handler be set); elsewhere it does nothing."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -22,12 +22,14 @@ What it does:
    ``--seed`` the CoS Sampler's seed.
 3. **Weights.** Without ``--tiny`` the files the loaders name must be in the server's models
    folders; otherwise it exits with code 2 naming each missing file, where to download it and
-   where to put it. ``--tiny`` (= ``--tiny toy``, the embedded default) runs the CoS-Toy workflow
-   ``workflows/cos_toy_chain_of_steps.json`` instead: the pack's small *trained* Wan I2V model
-   (``TOY.md``, weights shipped in ``tools/toy/weights``) on a procedural puzzle chosen by ``--task``,
-   ``--task-seed`` and ``--maze-rooms``, 96×96, 17 frames, 10 steps, cfg 1, on a CPU; the CoS Toy
-   Score of the final video goes into ``summary.json`` (``toy_score``). Any workflow with a CoS Toy
-   Model runs this way (no model files needed). ``--tiny random`` keeps the Wan2.2 workflow and
+   where to put it. ``--tiny`` (= ``--tiny toy``, the embedded default) runs on CoS-Toy, the pack's
+   small *trained* Wan I2V model (``TOY.md``, weights shipped in ``tools/toy/weights``), on a
+   procedural puzzle chosen by ``--task``, ``--task-seed`` and ``--maze-rooms``, 96×96, 17 frames,
+   10 steps, cfg 1, on a CPU; the CoS Toy Score of each final video goes into ``summary.json``
+   (``toy_score``). Without ``--workflow`` that is ``workflows/cos_toy_chain_of_steps.json``; a
+   CoS-Toy workflow (a CoS Toy Model node) runs as it is, and a Wan2.2 I2V workflow runs as its
+   toy variant (:mod:`tools.toy_recipe`: the toy stands in for both experts, the VAE, the start
+   image and the text conditioning; no model files needed). ``--tiny random`` keeps the Wan2.2 workflow and
    swaps in tiny random-weight stand-ins written by
    ``tools/tiny.py`` (cached in ``.cos_cache/``), and, as the umt5 and Gemma text encoders cannot be
    tiny, replaces CLIPTextEncode by the test stand-in ``CoSTinyTextEncode`` or ``CoSTinyLTXTextEncode``
@@ -54,7 +56,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tools.comfy_server import (REPO_ROOT, ComfyClient, ComfyServer, Progress, PromptFailed, PromptRejected,
-                                ServerError, comfy_python, write_tiny_models)
+                                ServerError, comfy_python, exit_on_sigterm, write_tiny_models)
+from tools.tiny_recipe import apply_to_prompt
+from tools.toy_recipe import toy_blockers, toy_overrides, toy_rewrite
 from tools.workflow_api import WorkflowError, find_nodes, ui_to_api
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "wan22_i2v_chain_of_steps.json"
@@ -151,14 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "always 96x96)")
     parser.add_argument("--seed", type=int, default=None, help="sampler seed (default: the workflow's 42)")
     parser.add_argument("--tiny", nargs="?", const="toy", default=None, choices=("toy", "random"),
-                        help="run on a CPU with no downloads. toy (the default of --tiny): the CoS-Toy workflow, the "
-                             "pack's small trained Wan I2V model on a procedural puzzle, scored (TOY.md). random: "
+                        help="run on a CPU with no downloads. toy (the default of --tiny): CoS-Toy, the pack's small "
+                             "trained Wan I2V model, on a procedural puzzle, scored (TOY.md): the CoS-Toy workflow, or "
+                             "a Wan2.2 I2V --workflow in its toy variant. random: "
                              "the Wan2.2 workflow with tiny random-weight stand-in models and text conditioning, a "
                              "smoke test of the two-expert path whose outputs are noise and labelled so")
     parser.add_argument("--task", default=None,
-                        help="CoS-Toy: the puzzle, dot (default), maze or door (toy workflows only)")
+                        help="CoS-Toy: the puzzle, dot, maze or door (default: the toy workflow's dot; a Wan2.2 "
+                             "workflow's toy variant: maze)")
     parser.add_argument("--task-seed", type=int, default=None,
-                        help="CoS-Toy: the task instance, 0..999999 (default: the workflow's 0)")
+                        help="CoS-Toy: the task instance, 0..999999 (default 0; a second start image gets seed + 1)")
     parser.add_argument("--maze-rooms", type=int, default=None, help="CoS-Toy: maze size in rooms, 2..5")
     parser.add_argument("--server", default=None, help="URL of a running ComfyUI with the pack installed "
                         "(default: start COMFYUI_PATH's)")
@@ -315,9 +321,8 @@ def is_toy_workflow(workflow: dict) -> bool:
     return any(n.get("type") == TOY_MODEL_NODE and n.get("mode", 0) not in (2, 4) for n in workflow.get("nodes", []))
 
 
-def apply_toy_settings(prompt: dict, object_info: dict, kind: str | None, seed: int | None,
-                       rooms: int | None) -> list[str]:
-    """Set the toy task on every CoS Toy Task and CoS Toy Score (they must agree); returns notes.
+def check_toy_args(object_info: dict, kind: str | None, seed: int | None, rooms: int | None) -> None:
+    """Check ``--task``/``--task-seed``/``--maze-rooms`` against the server's CoS Toy Task.
 
     Raises:
         WorkflowError: a kind the server's CoS Toy Task does not offer, or a seed / room count out of range.
@@ -331,6 +336,16 @@ def apply_toy_settings(prompt: dict, object_info: dict, kind: str | None, seed: 
                             "training set)")
     if rooms is not None and not 2 <= rooms <= 5:
         raise WorkflowError(f"--maze-rooms: {rooms} is outside 2..5")
+
+
+def apply_toy_settings(prompt: dict, object_info: dict, kind: str | None, seed: int | None,
+                       rooms: int | None) -> list[str]:
+    """Set the toy task on every CoS Toy Task and CoS Toy Score (they must agree); returns notes.
+
+    Raises:
+        WorkflowError: as :func:`check_toy_args`.
+    """
+    check_toy_args(object_info, kind, seed, rooms)
     notes = []
     for cls in ("CoSToyTask", "CoSToyScore"):
         for node_id in find_nodes(prompt, cls):
@@ -503,6 +518,7 @@ def caller_paths(args: argparse.Namespace, caller: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    exit_on_sigterm()  # killed: the finally below still stops the ComfyUI started here
     caller_paths(args, os.environ.get("COS_RUN_CWD"))
     started = time.monotonic()
     comfy_path = os.environ.get("COMFYUI_PATH")
@@ -516,11 +532,14 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError) as err:
         return _fail(f"--workflow: cannot read {workflow_path}: {err}", 2)
     toy = is_toy_workflow(workflow)
+    toy_variant = args.tiny == "toy" and not toy  # a Wan2.2 I2V workflow run on CoS-Toy (tools/toy_recipe.py)
     toy_args = {"--task": args.task, "--task-seed": args.task_seed, "--maze-rooms": args.maze_rooms}
-    if args.tiny == "toy" and not toy:
-        return _fail(f"--tiny runs CoS-Toy workflows (a CoS Toy Model node); {workflow_path} has none. For the "
-                     "Wan2.2 workflows on tiny random-weight stand-ins use --tiny random.", 2)
-    if toy:
+    blockers = toy_blockers(workflow) if toy_variant else []
+    if blockers:
+        return _fail(f"--tiny (toy): {workflow_path} cannot run on CoS-Toy:\n"
+                     + "\n".join(f"  - {b}" for b in blockers)
+                     + "\nUse --tiny random for tiny random-weight stand-ins of its models.", 2)
+    if toy or toy_variant:
         unused = {"--image": args.image, "--prompt": args.prompt, "--frames": args.frames, "--size": args.size,
                   "--tiny random": args.tiny if args.tiny == "random" else None}
         given = [name for name, value in unused.items() if value is not None]
@@ -535,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     if image is not None and not Path(image).is_file():
         return _fail(f"--image: {image} does not exist", 2)
     steps, frames, size = args.steps, args.frames, args.size
-    mode = "toy" if toy else args.tiny  # None (the workflow's own model files), "toy" or "random"
+    mode = "toy" if toy or toy_variant else args.tiny  # None (the workflow's own model files), "toy" or "random"
     if mode == "random":
         steps = steps or TINY_DEFAULTS["steps"]
         frames = frames or TINY_DEFAULTS["frames"]
@@ -574,6 +593,10 @@ def main(argv: list[str] | None = None) -> int:
                 return _fail("--tiny random with --server needs a server started with the tiny stand-ins "
                              "(tools.comfy_server.ComfyServer(tiny_models=...)); use COMFYUI_PATH instead", 2)
             notes += tiny_rewrite(prompt)
+        if toy_variant:
+            check_toy_args(object_info, args.task, args.task_seed, args.maze_rooms)
+            notes += apply_to_prompt(prompt, toy_overrides(workflow, object_info))
+            notes += toy_rewrite(prompt, args.task, args.task_seed, args.maze_rooms)
         missing = missing_weights(client, prompt, workflow)
         if missing:
             if mode == "random":

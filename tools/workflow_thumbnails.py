@@ -1,4 +1,4 @@
-"""Run every shipped workflow on the tiny stand-ins and write its Templates-browser thumbnail.
+"""Run every shipped workflow on CPU-sized models and write its Templates-browser thumbnail.
 
 Usage (repository root, ComfyUI's Python, ``COMFYUI_PATH`` set or ``--server URL`` of a server
 started with the tiny stand-ins)::
@@ -6,17 +6,21 @@ started with the tiny stand-ins)::
     python -m tools.workflow_thumbnails [--only NAME ...] [--check]
 
 For each ``workflows/<name>.json`` listed in ``workflows/meta/index.json``: convert it to API format
-(strict, against the server's ``/object_info``), make it tiny (:mod:`tools.tiny_recipe` and
-:func:`tools.cos_run.tiny_rewrite`), run it, and turn the picture of the node named by the index
-entry's ``thumbnailNode`` (a list: the pictures side by side, or stacked when they are wide; else the
-first picture the run made) into ``workflows/<name>.jpg``:
-512×512, the picture fitted on the pack's dark background, with a line saying it comes from a tiny
-random-weight run (the pictures of such a run are noise; the thumbnail shows what the workflow
-draws, not what Wan2.2 or LTX-2.3 makes). CoS-Toy workflows (a CoS Toy Model node) run as shipped: their model is
-trained and CPU-sized, so their thumbnails show real output, and say so. ``--check`` runs without
-writing. A workflow whose model files have
-no tiny stand-in (:func:`tools.tiny_recipe.tiny_blockers`) is skipped with the list of those files
-(exit code 3).
+(strict, against the server's ``/object_info``), make it CPU-sized, run it, and turn the picture of
+the node named by the index entry's ``thumbnailNode`` (a list: the pictures side by side, or stacked
+when they are wide; else the first picture the run made) into ``workflows/<name>.jpg``: 512×512, the
+picture fitted on the pack's dark background, with a line saying what made it:
+
+- CoS-Toy workflows (a CoS Toy Model node) run as shipped;
+- Wan2.2 I2V workflows run as their CoS-Toy variant (:mod:`tools.toy_recipe`: the trained toy model
+  stands in for both experts, on a maze), so their thumbnails show a real model solving a puzzle, not
+  what Wan2.2 makes;
+- the others (LTX-2.3), or every workflow with ``--random``, run on tiny random-weight stand-ins
+  (:mod:`tools.tiny_recipe` and :func:`tools.cos_run.tiny_rewrite`): their pictures are noise, and the
+  thumbnail shows what the workflow draws.
+
+``--check`` runs without writing. A workflow whose model files have no tiny stand-in
+(:func:`tools.tiny_recipe.tiny_blockers`) is skipped with the list of those files (exit code 3).
 """
 from __future__ import annotations
 
@@ -28,15 +32,17 @@ import sys
 import time
 from pathlib import Path
 
-from tools.comfy_server import REPO_ROOT, ComfyClient, ComfyServer, comfy_python, write_tiny_models
+from tools.comfy_server import REPO_ROOT, ComfyClient, ComfyServer, comfy_python, exit_on_sigterm, write_tiny_models
 from tools.cos_run import DEFAULT_CACHE, default_image, is_toy_workflow, output_files, tiny_rewrite
 from tools.tiny_recipe import apply_to_prompt, tiny_blockers, tiny_overrides
+from tools.toy_recipe import toy_blockers, toy_overrides, toy_rewrite
 from tools.workflow_api import find_nodes, ui_to_api
 
 WORKFLOWS = REPO_ROOT / "workflows"
 THUMB = 512
 LABEL = "tiny random-weight run: shows the layout, not the real model's output"
 TOY_LABEL = "real run of the CoS-Toy model on a CPU (a toy task, not Wan2.2)"
+TOY_VARIANT_LABEL = "real run with CoS-Toy in place of Wan2.2, on a CPU (a toy maze)"
 
 
 def index_entries() -> list[dict]:
@@ -60,9 +66,21 @@ def input_images(client: ComfyClient, workdir: Path) -> dict[str, str]:
     return names
 
 
-def tiny_prompt(workflow: dict, object_info: dict, images: dict[str, str], fast: bool = False) -> dict:
-    """The workflow as a tiny API prompt (strict conversion, tiny recipe, text-encoder stand-in)."""
+def variant(workflow: dict, random: bool = False) -> str:
+    """How a workflow runs here: ``"toy"`` (as shipped), ``"toy variant"`` (Wan2.2 I2V on CoS-Toy) or ``"random"``."""
+    if is_toy_workflow(workflow):
+        return "toy"
+    return "random" if random or toy_blockers(workflow) else "toy variant"
+
+
+def tiny_prompt(workflow: dict, object_info: dict, images: dict[str, str], fast: bool = False,
+                random: bool = False) -> dict:
+    """The workflow as a CPU-sized API prompt (strict conversion; :func:`variant` says which recipe)."""
     prompt = ui_to_api(workflow, object_info, strict=True)
+    if variant(workflow, random) == "toy variant":
+        apply_to_prompt(prompt, toy_overrides(workflow, object_info, fast=fast))
+        toy_rewrite(prompt)
+        return prompt
     apply_to_prompt(prompt, tiny_overrides(workflow, object_info, fast=fast))
     tiny_rewrite(prompt)
     for node_id in find_nodes(prompt, "LoadImage"):
@@ -140,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="workflow names (default: all in index.json)")
     parser.add_argument("--server", default=None, help="a running ComfyUI started with the tiny stand-ins")
     parser.add_argument("--check", action="store_true", help="run, but write no thumbnail")
+    parser.add_argument("--random", action="store_true",
+                        help="Wan2.2 workflows on tiny random-weight stand-ins too (default: their CoS-Toy variant)")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     entries = [e for e in index_entries() if not args.only or e["name"] in args.only]
     server = None
     try:
@@ -165,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 blocked += 1
                 print(f"{entry['name']}: SKIPPED, no tiny stand-in for: {'; '.join(blockers)}", file=sys.stderr)
                 continue
-            prompt = tiny_prompt(workflow, object_info, images)
+            prompt = tiny_prompt(workflow, object_info, images, random=args.random)
             started = time.monotonic()
             history = client.run(prompt, timeout=1800)
             shots = pictures(history)
@@ -180,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{entry['name']}: {time.monotonic() - started:.1f} s, thumbnail from node(s) "
                   + ", ".join(f"{c['node']} ({prompt[c['node']]['class_type']})" for c in chosen))
             if not args.check:
-                label = TOY_LABEL if is_toy_workflow(workflow) else LABEL
+                label = {"toy": TOY_LABEL, "toy variant": TOY_VARIANT_LABEL}.get(variant(workflow, args.random), LABEL)
                 make_thumbnail(data, label).save(WORKFLOWS / f"{entry['name']}.jpg", quality=88)
         return 3 if blocked else 0
     finally:
