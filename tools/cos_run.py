@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     if blockers:
         return _fail(f"--tiny (toy): {workflow_path} cannot run on CoS-Toy:\n"
                      + "\n".join(f"  - {b}" for b in blockers)
-                     + "\nUse --tiny random for tiny random-weight stand-ins of its models.", 2)
+                     + "\nFor tiny random-weight stand-ins of its models, use --tiny random.", 2)
     if toy or toy_variant:
         unused = {"--image": args.image, "--prompt": args.prompt, "--frames": args.frames, "--size": args.size,
                   "--tiny random": args.tiny if args.tiny == "random" else None}
@@ -550,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     elif any(v is not None for v in toy_args.values()):
         return _fail(f"{', '.join(k for k, v in toy_args.items() if v is not None)}: only for CoS-Toy workflows "
                      "(--tiny)", 2)
-    image = None if toy else (args.image or default_image())
+    image = None if toy or toy_variant else (args.image or default_image())
     if image is not None and not Path(image).is_file():
         return _fail(f"--image: {image} does not exist", 2)
     steps, frames, size = args.steps, args.frames, args.size
