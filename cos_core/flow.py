@@ -71,7 +71,7 @@ def flow_figure(matrix: np.ndarray, injections: Sequence[int], mode: str, title:
     """
     n, steps = matrix.shape
     fig = Figure(figsize=(13, max(4.2, 1.2 + 0.32 * n)), dpi=100, facecolor="white")
-    ax = fig.add_axes([0.07, 0.14, 0.55, 0.72])
+    ax = fig.add_axes([0.07, 0.14, 0.55, 0.66])  # room above for the σ axis and the title
     im = ax.imshow(matrix, aspect="auto", cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest",
                    extent=(-0.5, steps - 0.5, n - 0.5, -0.5))
     ax.set_yticks(range(n), [str(i) for i in injections])
@@ -84,10 +84,10 @@ def flow_figure(matrix: np.ndarray, injections: Sequence[int], mode: str, title:
         top = ax.secondary_xaxis("top")
         ticks = list(range(0, steps, max(1, steps // 8)))
         top.set_xticks(ticks, [f"{float(sigmas[t]):.2f}" for t in ticks])
-        top.set_xlabel("σ")
+        top.set_xlabel("noise level σ", fontsize=9, labelpad=3)
     cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
     cbar.set_label("CKA dissimilarity (1 = corrupted)")
-    side = fig.add_axes([0.74, 0.14, 0.23, 0.72])
+    side = fig.add_axes([0.74, 0.14, 0.23, 0.66])
     side.plot(sensitivity(matrix), list(range(n)), color="#d32f2f", ls=":", marker="o", lw=2)
     side.set_ylim(n - 0.5, -0.5)
     side.set_yticks(range(n), [str(i) for i in injections])

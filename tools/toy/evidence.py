@@ -4,7 +4,8 @@ Writes ``web/docs/img/toy_*.png`` and ``tools/toy/weights/evidence.json`` (numbe
 Run in ComfyUI's Python with ``COMFYUI_PATH`` set:  python tools/toy/evidence.py [--n 24] [--only A,B,...]
 A: x̂0 grids over steps   B: noise at step vs at frame   C: information-flow heatmap
 D: layer energy           E: seed ensemble vs baseline     T: training curve
-N: plot of tools/toy/gpu_eval.py's many-instance numbers (noise at step vs at frame)
+N: plot of the noise-at-step vs noise-at-frame numbers: stage B's (the nodes, ``--noise-from nodes``, the
+   default) or tools/toy/gpu_eval.py's (``--noise-from gpu``)
 """
 from __future__ import annotations
 
@@ -125,7 +126,7 @@ def stage_b(t: Toy, out: dict, n: int, kinds):
     from chain_of_steps_pack.nodes.noise import CoSNoiseInjection
 
     res = {}
-    conds = [("clean", None)] + [("step", s) for s in (1, 3, 5, 7)] + [("frame", f) for f in (1, 2, 3, 4)]
+    conds = [("clean", None)] + [("step", s) for s in range(STEPS)] + [("frame", f) for f in range(5)]
     for kind in kinds:
         res[kind] = {}
         pos, neg, lat = t.batch_inputs(kind, range(n))
@@ -244,14 +245,21 @@ def stage_t(out: dict):
     out["training"] = {"loss": loss, "eval": evals, "runs": info["runs"]}
 
 
-def stage_n(out: dict):
-    """Plot tools/toy/weights/evidence_gpu.json (from tools/toy/gpu_eval.py): success vs injection point."""
+def stage_n(out: dict, source: str = "nodes"):
+    """Plot success vs injection point: stage B's node runs (``out["noise"]``) or tools/toy/gpu_eval.py's
+    ``evidence_gpu.json`` (``source="gpu"``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = json.loads((ROOT / "tools" / "toy" / "weights" / "evidence_gpu.json").read_text())
+    if source == "gpu":
+        data = json.loads((ROOT / "tools" / "toy" / "weights" / "evidence_gpu.json").read_text())
+        how = "gpu_eval.py"
+    else:
+        data = dict(out["noise"])
+        data["n"] = min(v["clean"]["n"] for v in data.values())
+        how = "CoS Noise Injection + CoS Sampler + CoS Toy Score"
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.4), dpi=100, sharey=True)
     names = [k for k, v in data.items() if isinstance(v, dict) and "clean" in v]
     for name in names:
@@ -264,6 +272,7 @@ def stage_n(out: dict):
             a.fill_between(range(count), lo, hi, color=line.get_color(), alpha=0.2)
             a.axhline(res["clean"]["success"], color=line.get_color(), ls=":", lw=1)
     ax[0].set_title(f"noise at step s (all frames), n={data.get('n', 192)} each")
+    fig.suptitle(f"CoS-Toy, 10 Euler steps, shift 5: {how}", fontsize=9, y=0.99)
     ax[0].set_xlabel("step s (0 = noisiest, 10 steps)")
     ax[1].set_title("noise at latent frame f (every step)")
     ax[1].set_xlabel("latent frame f")
@@ -271,7 +280,7 @@ def stage_n(out: dict):
     ax[0].set_xticks(range(10))
     ax[0].set_ylabel("success (95% Wilson CI)")
     ax[1].legend(fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(IMG / "toy_noise_step_vs_frame.png")
     print("wrote toy_noise_step_vs_frame.png", flush=True)
 
@@ -282,6 +291,7 @@ def main():
     ap.add_argument("--only", default="T,A,D,C,E,B")
     ap.add_argument("--kinds", default="dot,maze")
     ap.add_argument("--minutes", type=float, default=0, help="stop stage E's loop after this long (0: never)")
+    ap.add_argument("--noise-from", choices=("nodes", "gpu"), default="nodes", help="stage N's numbers")
     a = ap.parse_args()
     global DEADLINE
     if a.minutes:
@@ -291,8 +301,6 @@ def main():
     todo = a.only.split(",")
     if "T" in todo:
         stage_t(out)
-    if "N" in todo:
-        stage_n(out)
     if set(todo) - {"T", "N"}:
         setup()
         t = Toy()
@@ -304,6 +312,8 @@ def main():
             out.setdefault("seconds", {})[key] = round(time.time() - t0, 1)
             NUMBERS.write_text(json.dumps(out, indent=1))
             print("stage", key, "done in", out["seconds"][key], "s", flush=True)
+    if "N" in todo:
+        stage_n(out, a.noise_from)
 
 
 if __name__ == "__main__":
