@@ -255,6 +255,12 @@ def test_toy_scores_and_file_kinds_from_history():
     assert cos_run.file_kind(prompt["14"]) == "reference video"
     assert cos_run.file_kind(prompt["12"]) == "final video"
     assert cos_run.file_kind({"class_type": "CoSSaveTrace"}) == "trace"
+    graph = {"1": {"class_type": "CoSInformationFlow", "inputs": {}},
+             "2": {"class_type": "CoSDecodeSteps", "inputs": {}},
+             "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}},
+             "4": {"class_type": "SaveImage", "inputs": {"images": ["2", 0]}}}
+    assert cos_run.file_kind(graph["3"], graph) == "information flow"
+    assert cos_run.file_kind(graph["4"], graph) == cos_run.file_kind(graph["4"]) == "x0 grid"
 
 
 @pytest.mark.parametrize("argv,message", [

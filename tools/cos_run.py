@@ -86,6 +86,11 @@ KINDS = {  # producing node class → how the summary names its files
     "SaveVideo": "final video",
     "CoSSaveTrace": "trace",
 }
+PICTURE_SOURCES = {  # the node feeding a Save Image → how the summary names the picture (default: x0 grid)
+    "CoSInformationFlow": "information flow",
+    "CoSEnergyMaps": "layer maps",
+    "CoSLayerSwapSweep": "layer swap",
+}
 
 
 def default_image() -> Path:
@@ -438,11 +443,15 @@ def output_files(history: dict) -> list[dict]:
     return found
 
 
-def file_kind(entry: dict) -> str:
-    """How the summary names a file, from its node (a Save Video titled '... reference ...' is not the result)."""
+def file_kind(entry: dict, prompt: dict | None = None) -> str:
+    """How the summary names a file, from its node (a Save Video titled '... reference ...' is not the result)
+    and, for a Save Image, the node that feeds it (``prompt``: an information-flow heatmap is no x̂0 grid)."""
     kind = entry.get("class_type", "?")
     if kind == "SaveVideo" and "reference" in str(entry.get("_meta", {}).get("title", "")).lower():
         return "reference video"
+    source = entry.get("inputs", {}).get("images")
+    if kind == "SaveImage" and prompt and isinstance(source, list) and source:
+        return PICTURE_SOURCES.get(prompt.get(source[0], {}).get("class_type"), KINDS[kind])
     return KINDS.get(kind, "other")
 
 
@@ -460,7 +469,7 @@ def download_outputs(client: ComfyClient, history: dict, prompt: dict, out_dir: 
             fh.write(data)
         entry = prompt.get(item["node"], {})
         files.append({"path": target.relative_to(out_dir).as_posix(), "bytes": len(data), "node": item["node"],
-                      "class_type": entry.get("class_type", "?"), "kind": file_kind(entry)})
+                      "class_type": entry.get("class_type", "?"), "kind": file_kind(entry, prompt)})
     return files
 
 
@@ -478,7 +487,8 @@ def print_summary(out_dir: Path, files: list[dict], tiny: bool | str | None, sec
               f"({score.get('solved')}/{score.get('videos')} videos)", file=stream)
         if score.get("warning"):
             print(f"  WARNING: {score['warning']}", file=stream)
-    for kind in ("x0 grid", "step videos", "final video", "reference video", "trace", "other"):
+    for kind in ("x0 grid", *PICTURE_SOURCES.values(), "step videos", "final video", "reference video", "trace",
+                 "other"):
         chosen = [f for f in files if f["kind"] == kind]
         if not chosen:
             continue
