@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.tiny_recipe import SAMPLING, tiny_overrides, widget_values
+from tools.tiny_recipe import DECODERS, MODEL_FILE, SAMPLING, tiny_overrides, widget_values
 from tools.workflow_api import BYPASSED, MUTED, WorkflowError, find_nodes
 
 TOY_SIZE = (96, 96)
@@ -41,7 +41,6 @@ WAN_I2V_EXPERTS = ("wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
 STAND_INS = {"UNETLoader": WAN_I2V_EXPERTS, "VAELoader": ("wan_2.1_vae.safetensors",),
              "CLIPLoader": ("umt5_xxl_fp8_e4m3fn_scaled.safetensors",)}
 TOY_MODEL, TOY_VAE, TOY_TASK, TOY_SCORE = "CoSToyModel", "CoSToyVAE", "CoSToyTask", "CoSToyScore"
-DECODERS = ("CoSDecodeSteps", "CoSSaveStepVideos")
 
 
 def toy_blockers(workflow: dict) -> list[str]:
@@ -57,7 +56,7 @@ def toy_blockers(workflow: dict) -> list[str]:
         images += kind == "LoadImage"
         values = node.get("widgets_values") or []
         files = [v for v in (values.values() if isinstance(values, dict) else values)
-                 if isinstance(v, str) and v.endswith((".safetensors", ".ckpt", ".pt", ".pth", ".gguf", ".sft"))]
+                 if isinstance(v, str) and MODEL_FILE.search(v)]
         for name in files:
             if name not in STAND_INS.get(kind, ()):
                 out.append(f"node {node['id']} {kind}: {name} (CoS-Toy stands in for the Wan2.2 I2V experts, "
