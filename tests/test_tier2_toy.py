@@ -223,13 +223,11 @@ def test_every_wan22_workflow_runs_as_its_toy_variant(server, client, name):
     import numpy as np
 
     from tools.cos_run import output_files
-    from tools.tiny_recipe import apply_to_prompt
-    from tools.toy_recipe import toy_overrides, toy_rewrite
+    from tools.toy_recipe import apply_toy_variant
 
     workflow = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
     prompt = api_prompt(server, name)
-    apply_to_prompt(prompt, toy_overrides(workflow, server.object_info, fast=True))
-    toy_rewrite(prompt)
+    apply_toy_variant(prompt, workflow, server.object_info, fast=True)
     history = client.run(prompt, timeout=900)
     assert history["status"]["status_str"] == "success"
     pictures = [f for f in output_files(history) if f["filename"].endswith(".png") and f["type"] == "output"]

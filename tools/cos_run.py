@@ -57,8 +57,7 @@ from pathlib import Path
 
 from tools.comfy_server import (REPO_ROOT, ComfyClient, ComfyServer, Progress, PromptFailed, PromptRejected,
                                 ServerError, comfy_python, exit_on_sigterm, write_tiny_models)
-from tools.tiny_recipe import apply_to_prompt
-from tools.toy_recipe import toy_blockers, toy_overrides, toy_rewrite
+from tools.toy_recipe import apply_toy_variant, toy_blockers
 from tools.workflow_api import WorkflowError, find_nodes, ui_to_api
 
 DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "wan22_i2v_chain_of_steps.json"
@@ -605,8 +604,7 @@ def main(argv: list[str] | None = None) -> int:
             notes += tiny_rewrite(prompt)
         if toy_variant:
             check_toy_args(object_info, args.task, args.task_seed, args.maze_rooms)
-            notes += apply_to_prompt(prompt, toy_overrides(workflow, object_info))
-            notes += toy_rewrite(prompt, args.task, args.task_seed, args.maze_rooms)
+            notes += apply_toy_variant(prompt, workflow, object_info, args.task, args.task_seed, args.maze_rooms)
         missing = missing_weights(client, prompt, workflow)
         if missing:
             if mode == "random":

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.tiny_recipe import DECODERS, MODEL_FILE, SAMPLING, tiny_overrides, widget_values
+from tools.tiny_recipe import DECODERS, MODEL_FILE, SAMPLING, apply_to_prompt, tiny_overrides, widget_values
 from tools.workflow_api import BYPASSED, MUTED, WorkflowError, find_nodes
 
 TOY_SIZE = (96, 96)
@@ -147,4 +147,17 @@ def toy_rewrite(prompt: dict, kind: str | None = None, seed: int | None = None,
     return notes
 
 
-__all__ = ["toy_blockers", "toy_overrides", "toy_rewrite", "TOY_SIZE", "TOY_FRAMES", "TOY_STEPS", "TOY_LAYERS"]
+def apply_toy_variant(prompt: dict, workflow: dict, object_info: dict, kind: str | None = None,
+                      seed: int | None = None, rooms: int | None = None, fast: bool = False) -> list[str]:
+    """The whole toy variant on ``prompt`` (the API form of the UI ``workflow``), in place: the widget overrides
+    of :func:`toy_overrides`, then :func:`toy_rewrite`; returns the notes of both.
+
+    Raises:
+        WorkflowError: as :func:`toy_rewrite`.
+    """
+    notes = apply_to_prompt(prompt, toy_overrides(workflow, object_info, fast=fast))
+    return notes + toy_rewrite(prompt, kind, seed, rooms)
+
+
+__all__ = ["apply_toy_variant", "toy_blockers", "toy_overrides", "toy_rewrite", "TOY_SIZE", "TOY_FRAMES", "TOY_STEPS",
+           "TOY_LAYERS"]

@@ -35,7 +35,7 @@ from pathlib import Path
 from tools.comfy_server import REPO_ROOT, ComfyClient, ComfyServer, comfy_python, exit_on_sigterm, write_tiny_models
 from tools.cos_run import DEFAULT_CACHE, default_image, is_toy_workflow, output_files, tiny_rewrite
 from tools.tiny_recipe import apply_to_prompt, tiny_blockers, tiny_overrides
-from tools.toy_recipe import toy_blockers, toy_overrides, toy_rewrite
+from tools.toy_recipe import apply_toy_variant, toy_blockers
 from tools.workflow_api import find_nodes, ui_to_api
 
 WORKFLOWS = REPO_ROOT / "workflows"
@@ -78,8 +78,7 @@ def tiny_prompt(workflow: dict, object_info: dict, images: dict[str, str], fast:
     """The workflow as a CPU-sized API prompt (strict conversion; :func:`variant` says which recipe)."""
     prompt = ui_to_api(workflow, object_info, strict=True)
     if variant(workflow, random) == "toy variant":
-        apply_to_prompt(prompt, toy_overrides(workflow, object_info, fast=fast))
-        toy_rewrite(prompt)
+        apply_toy_variant(prompt, workflow, object_info, fast=fast)
         return prompt
     apply_to_prompt(prompt, tiny_overrides(workflow, object_info, fast=fast))
     tiny_rewrite(prompt)
