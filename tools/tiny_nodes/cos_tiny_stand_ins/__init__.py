@@ -30,20 +30,27 @@ def text_seed(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
 
 
+def stand_in_schema(node_id: str, display_name: str, description: str) -> io.Schema:
+    """The schema both text-encode stand-ins share: one ``text`` input hashed into a seed, one CONDITIONING."""
+    return io.Schema(
+        node_id=node_id,
+        display_name=display_name,
+        category="Chain-of-Steps/testing",
+        description=description,
+        inputs=[io.String.Input("text", multiline=True, default="",
+                                tooltip="Only hashed into a seed; the words have no effect on the result.")],
+        outputs=[io.Conditioning.Output(tooltip="Random conditioning, deterministic per text.")],
+    )
+
+
 class CoSTinyTextEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="CoSTinyTextEncode",
-            display_name="CoS Tiny Text Encode (test stand-in)",
-            category="Chain-of-Steps/testing",
-            description=("TEST STAND-IN, not a text encoder: returns random Wan-shaped conditioning "
-                         f"(1×{TOKENS}×{WIDTH}) seeded from a hash of the text, for tiny random-weight runs "
-                         "where the real umt5-xxl encoder cannot be used."),
-            inputs=[io.String.Input("text", multiline=True, default="",
-                                    tooltip="Only hashed into a seed; the words have no effect on the result.")],
-            outputs=[io.Conditioning.Output(tooltip="Random conditioning, deterministic per text.")],
-        )
+        return stand_in_schema(
+            "CoSTinyTextEncode", "CoS Tiny Text Encode (test stand-in)",
+            "TEST STAND-IN, not a text encoder: returns random Wan-shaped conditioning "
+            f"(1×{TOKENS}×{WIDTH}) seeded from a hash of the text, for tiny random-weight runs "
+            "where the real umt5-xxl encoder cannot be used.")
 
     @classmethod
     def execute(cls, text) -> io.NodeOutput:
@@ -54,18 +61,12 @@ class CoSTinyTextEncode(io.ComfyNode):
 class CoSTinyLTXTextEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="CoSTinyLTXTextEncode",
-            display_name="CoS Tiny LTX-2.3 Text Encode (test stand-in)",
-            category="Chain-of-Steps/testing",
-            description=("TEST STAND-IN, not a text encoder: returns a random, already processed LTX-2.3 context "
-                         f"(1×{LTX_TOKENS}×{LTX_WIDTH}, the tiny LTX-2.3 checkpoint's width) with an all-ones "
-                         "attention mask, seeded from a hash of the text, for tiny random-weight runs where the "
-                         "real Gemma 3 12B encoder cannot be used."),
-            inputs=[io.String.Input("text", multiline=True, default="",
-                                    tooltip="Only hashed into a seed; the words have no effect on the result.")],
-            outputs=[io.Conditioning.Output(tooltip="Random conditioning, deterministic per text.")],
-        )
+        return stand_in_schema(
+            "CoSTinyLTXTextEncode", "CoS Tiny LTX-2.3 Text Encode (test stand-in)",
+            "TEST STAND-IN, not a text encoder: returns a random, already processed LTX-2.3 context "
+            f"(1×{LTX_TOKENS}×{LTX_WIDTH}, the tiny LTX-2.3 checkpoint's width) with an all-ones "
+            "attention mask, seeded from a hash of the text, for tiny random-weight runs where the "
+            "real Gemma 3 12B encoder cannot be used.")
 
     @classmethod
     def execute(cls, text) -> io.NodeOutput:
